@@ -1,0 +1,147 @@
+//! Reading kernel structs through offsets resolved from BTF by the daemon, and walking paths.
+
+use agent_observer_common::{Header, PATH_DEPTH, PATH_FAULT, PATH_MAX, PATH_TRUNCATED};
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+    generated::bpf_probe_read_kernel_str,
+};
+
+use crate::maps::config;
+
+/// Offset of a field, from the daemon-provided table.
+macro_rules! off {
+    ($field:ident) => {
+        // SAFETY: CONFIG is always initialised; volatile so the value set at load time is used.
+        unsafe {
+            core::ptr::read_volatile(core::ptr::addr_of!(crate::maps::config().offsets.$field))
+                as usize
+        }
+    };
+}
+pub(crate) use off;
+
+/// Reads a `T` at `base + offset` in kernel memory.
+#[inline(always)]
+pub fn read<T>(base: *const u8, offset: usize) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel tolerates any address.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset).cast::<T>()).ok() }
+}
+
+#[inline(always)]
+pub fn read_ptr(base: *const u8, offset: usize) -> *const u8 {
+    read::<*const u8>(base, offset).unwrap_or(core::ptr::null())
+}
+
+#[inline(always)]
+pub fn current_task() -> *const u8 {
+    // SAFETY: always valid in tracing programs.
+    unsafe { bpf_get_current_task() as *const u8 }
+}
+
+/// (tgid, tid) of the current task.
+#[inline(always)]
+pub fn current_ids() -> (u32, u32) {
+    let id = bpf_get_current_pid_tgid();
+    ((id >> 32) as u32, id as u32)
+}
+
+#[inline(always)]
+pub fn header(kind: u16, len: usize) -> Header {
+    let (tgid, tid) = current_ids();
+    Header {
+        kind,
+        flags: 0,
+        len: len as u32,
+        tgid,
+        tid,
+        // SAFETY: plain helper.
+        ts_ns: unsafe { bpf_ktime_get_boot_ns() },
+    }
+}
+
+#[inline(always)]
+pub fn self_tgid() -> u32 {
+    // SAFETY: see `off!`.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(config().self_tgid)) }
+}
+
+/// A `struct path`: where a file or directory sits in the mount tree.
+#[derive(Clone, Copy)]
+pub struct KPath {
+    pub vfsmount: *const u8,
+    pub dentry: *const u8,
+}
+
+impl KPath {
+    /// Reads the `struct path` embedded at `base + offset`.
+    #[inline(always)]
+    pub fn at(base: *const u8, offset: usize) -> KPath {
+        let path = base.wrapping_add(offset);
+        KPath {
+            vfsmount: read_ptr(path, off!(path_mnt)),
+            dentry: read_ptr(path, off!(path_dentry)),
+        }
+    }
+
+    /// The current task's working directory.
+    #[inline(always)]
+    pub fn cwd() -> KPath {
+        let fs = read_ptr(current_task(), off!(task_fs));
+        KPath::at(fs, off!(fs_pwd))
+    }
+}
+
+/// Longest name a dentry can have, plus its NUL.
+const NAME_SIZE: usize = 256;
+/// Masks scratch offsets so the verifier can bound them; the scratch buffer is twice this size.
+pub const SCRATCH_MASK: usize = agent_observer_common::SCRATCH_SIZE - 1;
+
+/// Writes `path` into `buf[start..]` as leaf-first NUL-terminated components, the way d_path
+/// walks it: up the dentries, crossing mount points into the parent mount, until the root.
+/// Returns the byte length and `PATH_*` flags.
+#[inline(always)]
+pub fn write_path(buf: *mut u8, start: usize, path: KPath) -> (usize, u16) {
+    let mut vfsmount = path.vfsmount;
+    let mut dentry = path.dentry;
+    let mut mount = vfsmount.wrapping_sub(off!(mount_mnt));
+    let mut len = 0usize;
+    if vfsmount.is_null() || dentry.is_null() {
+        return (0, PATH_FAULT);
+    }
+    for _ in 0..PATH_DEPTH {
+        let mnt_root = read_ptr(vfsmount, off!(vfsmount_root));
+        if dentry == mnt_root {
+            let parent = read_ptr(mount, off!(mount_parent));
+            if parent.is_null() || parent == mount {
+                return (len, 0);
+            }
+            dentry = read_ptr(mount, off!(mount_mountpoint));
+            mount = parent;
+            vfsmount = mount.wrapping_add(off!(mount_mnt));
+            continue;
+        }
+        let parent = read_ptr(dentry, off!(dentry_parent));
+        if parent.is_null() {
+            return (len, PATH_FAULT);
+        }
+        if parent == dentry {
+            // The root of a filesystem that is not mounted here (e.g. a detached mount).
+            return (len, 0);
+        }
+        if len >= PATH_MAX {
+            return (len, PATH_TRUNCATED);
+        }
+        let name = read_ptr(dentry, off!(dentry_name) + off!(qstr_name));
+        let dst = buf.wrapping_add((start + len) & SCRATCH_MASK);
+        // SAFETY: dst + NAME_SIZE stays inside the 2 * SCRATCH_SIZE buffer.
+        let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_SIZE as u32, name.cast()) };
+        if n <= 0 {
+            return (len, PATH_FAULT);
+        }
+        // A no-op on the value (len < PATH_MAX + NAME_SIZE), but it gives every iteration the
+        // same range for len, so the verifier can prune instead of exploring 2^depth paths.
+        len = (len + n as usize) & (2 * PATH_MAX - 1);
+        dentry = parent;
+    }
+    (len, PATH_TRUNCATED)
+}

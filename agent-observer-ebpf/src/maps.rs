@@ -1,0 +1,77 @@
+//! Maps and globals shared by every sensor.
+
+use agent_observer_common::{CommKey, KernelConfig, SCRATCH_SIZE, Tracked, stat};
+use aya_ebpf::{
+    Global,
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+
+/// Set by the daemon at load time.
+#[unsafe(no_mangle)]
+pub static CONFIG: Global<KernelConfig> = Global::new(KernelConfig {
+    offsets: unsafe { core::mem::zeroed() },
+    flags: 0,
+    self_tgid: 0,
+    fmode_created: 0,
+    _pad: 0,
+});
+
+/// Every record for the daemon. Sized by the daemon at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
+
+/// The tgids being observed.
+#[map]
+pub static TRACKED: HashMap<u32, Tracked> = HashMap::with_max_entries(65536, 0);
+
+/// Comms whose exec makes an untracked process a candidate agent.
+#[map]
+pub static CANDIDATES: HashMap<CommKey, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Counters the daemon reports, so that nothing is lost silently.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// Where variable-size records are assembled; twice the largest record so that masked offsets
+/// always stay inside it.
+#[map]
+pub static SCRATCH: PerCpuArray<[u8; 2 * SCRATCH_SIZE]> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn config() -> &'static KernelConfig {
+    // SAFETY: Global<T> is a transparent wrapper around an always-initialised T.
+    unsafe { &*(&raw const CONFIG).cast::<KernelConfig>() }
+}
+
+#[inline(always)]
+pub fn count(index: u32, by: u64) {
+    if let Some(slot) = STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *slot += by };
+    }
+}
+
+/// Sends `len` bytes of the scratch buffer, counting a loss when the ring buffer is full.
+#[inline(always)]
+pub fn submit(buf: *const u8, len: usize) {
+    let len = len & (SCRATCH_SIZE - 1);
+    // SAFETY: buf is the scratch map value, which is 2 * SCRATCH_SIZE long.
+    let data = unsafe { core::slice::from_raw_parts(buf, len) };
+    if EVENTS.output::<[u8]>(data, 0).is_err() {
+        count(stat::RINGBUF_FULL, 1);
+    }
+}
+
+/// Sends a fixed-size record.
+#[inline(always)]
+pub fn submit_fixed<T>(record: &T) {
+    if EVENTS.output::<T>(record, 0).is_err() {
+        count(stat::RINGBUF_FULL, 1);
+    }
+}
+
+#[inline(always)]
+pub fn scratch() -> Option<*mut u8> {
+    SCRATCH.get_ptr_mut(0).map(|p| p.cast::<u8>())
+}

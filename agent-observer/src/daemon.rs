@@ -1,0 +1,298 @@
+//! The daemon loop: probes → intake → correlator → sinks, and the few things it does in the
+//! world on the correlator's behalf (tracking tgids, adopting running agents).
+
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    sync::atomic::{AtomicI32, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use crate::{
+    catalogue::Matcher,
+    config::Config,
+    correlate::{Correlator, Output},
+    intake::{Event, clock::BootClock, ring::Intake},
+    notify, procscan,
+    probes::{SensorOptions, Sensors},
+    redact::Redactor,
+    sinks::{Fanout, Sink, console::ConsoleSink, otlp::{OtlpSink, Transport}, otlp_json::FileSink},
+    span::RandomIds,
+    watch::{ChildStatus, HeldChild},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Console {
+    Off,
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug)]
+pub struct Options {
+    pub config: Config,
+    pub output_file: Option<PathBuf>,
+    /// OTLP transport and endpoint override, when exporting.
+    pub otlp: Option<(Transport, Option<String>)>,
+    pub console: Console,
+    pub ready_file: Option<PathBuf>,
+    /// Adopt agents already running (off only for tests and `watch`).
+    pub scan_proc: bool,
+    pub ring_bytes: u32,
+}
+
+/// What `watch` runs.
+pub struct WatchTarget {
+    pub argv: Vec<std::ffi::OsString>,
+    pub name: Option<String>,
+    /// How long to wait for descendants after the command itself exits.
+    pub linger: Duration,
+}
+
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    STOP_SIGNAL.store(signal, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+fn build_sinks(options: &Options) -> anyhow::Result<Fanout> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    match options.console {
+        Console::Stdout => sinks.push(Box::new(ConsoleSink::stdout())),
+        Console::Stderr => sinks.push(Box::new(ConsoleSink::stderr())),
+        Console::Off => {}
+    }
+    if let Some(path) = &options.output_file {
+        sinks.push(Box::new(FileSink::create(path)?));
+    }
+    if let Some((transport, endpoint)) = &options.otlp {
+        sinks.push(Box::new(OtlpSink::start(*transport, endpoint.as_deref())?));
+    }
+    Ok(Fanout::new(sinks))
+}
+
+struct Daemon {
+    sensors: Sensors,
+    intake: Intake,
+    correlator: Correlator,
+    sinks: Fanout,
+    outputs: Vec<Output>,
+    events: Vec<Event>,
+    /// Kernel-tracked tgids unknown to the correlator at the last sweep.
+    strangers: HashSet<u32>,
+    /// tgid of the watched command's root, once its session ended.
+    watch_root: Option<u32>,
+    watch_root_ended: bool,
+}
+
+/// Runs until SIGINT/SIGTERM, or until the watched command and its descendants are done.
+/// Returns the exit code.
+pub fn run(options: Options, watch: Option<WatchTarget>) -> anyhow::Result<i32> {
+    let matcher = Matcher::new(&options.config)?;
+    // `watch` follows only its own command, not every agent on the machine.
+    let (candidate_comms, all_execs) =
+        if watch.is_some() { Default::default() } else { matcher.candidate_comms() };
+    let mut flags = agent_observer_common::CFG_FILES | agent_observer_common::CFG_NET;
+    if all_execs {
+        flags |= agent_observer_common::CFG_ALL_EXECS;
+    }
+    install_signal_handlers();
+    let mut sensors = Sensors::load(&SensorOptions { flags, candidate_comms, ring_bytes: options.ring_bytes })?;
+    log::info!("{} probes attached", sensors.attached().len());
+    let intake = sensors.intake()?;
+    let correlator = Correlator::new(matcher, Redactor::new(&options.config.redaction)?, Box::new(RandomIds::new()));
+    let sinks = build_sinks(&options)?;
+    let mut d = Daemon {
+        sensors,
+        intake,
+        correlator,
+        sinks,
+        outputs: Vec::new(),
+        events: Vec::new(),
+        strangers: HashSet::new(),
+        watch_root: None,
+        watch_root_ended: false,
+    };
+    if options.scan_proc {
+        d.adopt_running();
+    }
+    let mut child = match &watch {
+        Some(target) => Some(d.start_watched(target)?),
+        None => None,
+    };
+    notify::ready(options.ready_file.as_deref())?;
+    let linger = watch.as_ref().map_or(Duration::ZERO, |w| w.linger);
+    let code = d.run_loop(child.as_mut(), linger);
+    d.finish();
+    Ok(code)
+}
+
+impl Daemon {
+    fn adopt_running(&mut self) {
+        let clock = self.intake.clock();
+        let scanned = procscan::scan(&clock);
+        self.correlator.adopt(&scanned, std::process::id(), &mut self.outputs);
+        self.apply();
+        // Children forked between the scan and tracking their parent were missed by both.
+        let mut again = Vec::new();
+        for p in procscan::scan(&clock) {
+            if !self.correlator.is_tracked(p.tgid) && self.correlator.is_tracked(p.ppid) {
+                again.push(p);
+            }
+        }
+        if !again.is_empty() {
+            let mut all = procscan::scan(&clock);
+            all.retain(|p| p.tgid != std::process::id());
+            self.correlator.adopt(&all, std::process::id(), &mut self.outputs);
+            self.apply();
+        }
+    }
+
+    fn start_watched(&mut self, target: &WatchTarget) -> anyhow::Result<HeldChild> {
+        let mut child = crate::watch::spawn_held(&target.argv)?;
+        let name = target.name.clone().unwrap_or_else(|| {
+            let argv0 = target.argv[0].to_string_lossy();
+            crate::catalogue::basename(&argv0).to_owned()
+        });
+        self.correlator.expect_session(child.pid, &name);
+        self.sensors.track(child.pid, child.pid).context("cannot track the watched command")?;
+        self.watch_root = Some(child.pid);
+        child.release()?;
+        Ok(child)
+    }
+
+    fn run_loop(&mut self, mut child: Option<&mut HeldChild>, linger: Duration) -> i32 {
+        let mut last_tick = Instant::now();
+        let mut linger_until: Option<Instant> = None;
+        let mut exit_code = 0;
+        let mut forwarded = false;
+        loop {
+            let signal = STOP_SIGNAL.swap(0, Ordering::SeqCst);
+            if signal != 0 {
+                // Let the watched command react first; a second signal stops us.
+                let running = child.as_deref_mut().is_some_and(|c| c.poll() == ChildStatus::Running);
+                match child.as_deref() {
+                    Some(c) if running && !forwarded => {
+                        c.signal(signal);
+                        forwarded = true;
+                    }
+                    _ => break,
+                }
+            }
+            if let Err(e) = self.intake.wait(Duration::from_millis(50)) {
+                log::error!("waiting for kernel events: {e}");
+            }
+            self.pump();
+            if last_tick.elapsed() >= Duration::from_secs(1) {
+                last_tick = Instant::now();
+                self.tick();
+            }
+            if let Some(ChildStatus::Exited(code)) = child.as_deref_mut().map(HeldChild::poll) {
+                exit_code = code;
+                if self.watch_root_ended && self.correlator.live_processes() == 0 {
+                    break;
+                }
+                // The root's exit record may still be in flight, and descendants may outlive
+                // it: wait for them, but only for `linger`.
+                let deadline = *linger_until.get_or_insert_with(|| Instant::now() + linger);
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+        exit_code
+    }
+
+    /// Drains ready records through the pipeline.
+    fn pump(&mut self) {
+        loop {
+            self.events.clear();
+            let n = self.intake.drain(&mut self.events, 4096);
+            for event in self.events.drain(..) {
+                self.correlator.handle(event, &mut self.outputs);
+            }
+            self.apply();
+            if n < 4096 {
+                break;
+            }
+        }
+        self.sinks.flush();
+    }
+
+    fn apply(&mut self) {
+        for output in self.outputs.drain(..) {
+            match &output {
+                Output::Track(tgid) => {
+                    if let Err(e) = self.sensors.track(*tgid, *tgid) {
+                        log::error!("cannot track {tgid}: {e}");
+                    }
+                }
+                Output::Untrack(tgid) => self.sensors.untrack(*tgid),
+                Output::SessionEnded { root_tgid, .. } if Some(*root_tgid) == self.watch_root => {
+                    self.watch_root_ended = true;
+                }
+                _ => {}
+            }
+            self.sinks.dispatch(&output);
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = BootClock::now_unix();
+        self.correlator.tick(now, &mut self.outputs);
+        let losses = self.intake.losses();
+        if losses.events_lost() > 0 {
+            self.correlator.note_losses(losses.events_lost());
+        }
+        self.sweep();
+        self.apply();
+        self.intake.resync_clock();
+    }
+
+    /// Forgets kernel-tracked tgids the correlator does not know for two sweeps in a row
+    /// (lost exec records, pid reuse): they would otherwise be tracked forever.
+    fn sweep(&mut self) {
+        let mut now_strangers = HashSet::new();
+        for (tgid, _provisional) in self.sensors.tracked_tgids() {
+            if self.correlator.is_tracked(tgid) || Some(tgid) == self.watch_root {
+                continue;
+            }
+            if self.strangers.contains(&tgid) {
+                self.sensors.untrack(tgid);
+            } else {
+                now_strangers.insert(tgid);
+            }
+        }
+        self.strangers = now_strangers;
+    }
+
+    fn finish(&mut self) {
+        self.pump();
+        let losses = self.intake.losses();
+        if losses.events_lost() > 0 {
+            self.correlator.note_losses(losses.events_lost());
+            log::warn!("kernel events lost: {losses:?}");
+        }
+        self.correlator.shutdown(BootClock::now_unix(), &mut self.outputs);
+        self.apply();
+        self.sinks.flush();
+        if let Err(e) = self.sinks.shutdown() {
+            log::error!("{e:#}");
+        }
+    }
+}
+

@@ -1,0 +1,247 @@
+//! Probes: loading the kernel programs and attaching them, one module per hook family.
+//!
+//! Every program is attached at start-up or the daemon refuses to start: a probe that did not
+//! load is an error with the kernel's reason, never a silent gap.
+//!
+//! # Kernel requirements
+//! - BTF at `/sys/kernel/btf/vmlinux` (struct offsets are read from it);
+//! - tracepoints (`sched`, `syscalls`) and raw tracepoints; tracefs is mounted if missing;
+//! - BPF ring buffers (5.8+);
+//! - root, or CAP_BPF + CAP_PERFMON (+ CAP_SYS_RESOURCE on old kernels).
+
+pub mod btf;
+pub mod offsets;
+pub mod process;
+
+use std::{collections::BTreeSet, path::Path};
+
+use agent_observer_common::{CommKey, KernelConfig, TRACK_PROVISIONAL, Tracked};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{RawTracePoint, TracePoint},
+};
+use thiserror::Error;
+
+use crate::intake::ring::Intake;
+
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    #[error(
+        "agent-observer needs root (or CAP_BPF and CAP_PERFMON) to load its eBPF programs; \
+         this process has neither. Run it with sudo, or grant the capabilities."
+    )]
+    NotPrivileged,
+    #[error("cannot read kernel type information (BTF): {0}")]
+    Btf(String),
+    #[error("tracefs is not mounted at /sys/kernel/tracing and mounting it failed: {0}")]
+    Tracefs(std::io::Error),
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("program `{program}` is missing from the eBPF object")]
+    MissingProgram { program: &'static str },
+    #[error("map `{0}` is missing from the eBPF object")]
+    MissingMap(&'static str),
+    #[error("cannot load program `{program}`: {source}")]
+    ProgramLoad { program: &'static str, #[source] source: aya::programs::ProgramError },
+    #[error("cannot attach program `{program}` to {hook}: {source}")]
+    Attach { program: &'static str, hook: String, #[source] source: aya::programs::ProgramError },
+    #[error("map `{map}`: {source}")]
+    Map { map: &'static str, #[source] source: aya::maps::MapError },
+}
+
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug)]
+pub enum Hook {
+    /// A tracepoint `category/name`.
+    Tracepoint(&'static str, &'static str),
+    /// A raw tracepoint.
+    Raw(&'static str),
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::Tracepoint(c, n) => write!(f, "tracepoint {c}:{n}"),
+            Hook::Raw(n) => write!(f, "raw tracepoint {n}"),
+        }
+    }
+}
+
+/// The loaded kernel side. Dropping it detaches every program.
+pub struct Sensors {
+    ebpf: Ebpf,
+    tracked: BpfHashMap<MapData, u32, Tracked>,
+    attached: Vec<(&'static str, Hook)>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SensorOptions {
+    /// `CFG_*` flags.
+    pub flags: u32,
+    /// Comms whose execs are reported while untracked.
+    pub candidate_comms: BTreeSet<String>,
+    /// Ring buffer size in bytes (a power of two).
+    pub ring_bytes: u32,
+}
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-observer"));
+
+impl Sensors {
+    pub fn load(options: &SensorOptions) -> Result<Sensors, ProbeError> {
+        check_privileges()?;
+        ensure_tracefs()?;
+        raise_memlock();
+        let btf = btf::Btf::from_sys_fs().map_err(|e| ProbeError::Btf(format!("{e:#}")))?;
+        let offsets = offsets::resolve(&btf).map_err(|e| ProbeError::Btf(e.to_string()))?;
+        let config = KernelConfig {
+            offsets,
+            flags: options.flags,
+            self_tgid: std::process::id(),
+            fmode_created: FMODE_CREATED,
+            _pad: 0,
+        };
+        let ring = options.ring_bytes.max(1 << 20).next_power_of_two();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", ring)
+            .load(OBJECT)
+            .map_err(|e| match &e {
+                aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
+                    if io_error.raw_os_error() == Some(libc::EPERM) =>
+                {
+                    ProbeError::NotPrivileged
+                }
+                _ => ProbeError::Load(e),
+            })?;
+
+        let mut candidates: BpfHashMap<MapData, CommKey, u8> = take_map(&mut ebpf, "CANDIDATES")?;
+        for comm in &options.candidate_comms {
+            candidates
+                .insert(comm_key(comm), 1, 0)
+                .map_err(|source| ProbeError::Map { map: "CANDIDATES", source })?;
+        }
+        let tracked = take_map(&mut ebpf, "TRACKED")?;
+        let mut sensors = Sensors { ebpf, tracked, attached: Vec::new() };
+        for (program, hook) in process::PROGRAMS {
+            sensors.attach(program, *hook)?;
+        }
+        Ok(sensors)
+    }
+
+    fn attach(&mut self, program: &'static str, hook: Hook) -> Result<(), ProbeError> {
+        let prog = self.ebpf.program_mut(program).ok_or(ProbeError::MissingProgram { program })?;
+        let attach_err = |source| ProbeError::Attach { program, hook: hook.to_string(), source };
+        match hook {
+            Hook::Tracepoint(category, name) => {
+                let tp: &mut TracePoint = prog.try_into().map_err(attach_err)?;
+                tp.load().map_err(|source| ProbeError::ProgramLoad { program, source })?;
+                tp.attach(category, name).map_err(attach_err)?;
+            }
+            Hook::Raw(name) => {
+                let tp: &mut RawTracePoint = prog.try_into().map_err(attach_err)?;
+                tp.load().map_err(|source| ProbeError::ProgramLoad { program, source })?;
+                tp.attach(name).map_err(attach_err)?;
+            }
+        }
+        self.attached.push((program, hook));
+        Ok(())
+    }
+
+    /// Every attached program and where, for `--list-probes` and start-up logs.
+    pub fn attached(&self) -> &[(&'static str, Hook)] {
+        &self.attached
+    }
+
+    /// Starts tracking `tgid` as (part of) a confirmed session rooted at `root`.
+    pub fn track(&mut self, tgid: u32, root: u32) -> Result<(), ProbeError> {
+        self.tracked
+            .insert(tgid, Tracked { root_tgid: root, flags: 0 }, 0)
+            .map_err(|source| ProbeError::Map { map: "TRACKED", source })
+    }
+
+    pub fn untrack(&mut self, tgid: u32) {
+        let _ = self.tracked.remove(&tgid);
+    }
+
+    /// tgids the kernel tracks, with whether they are still provisional.
+    pub fn tracked_tgids(&self) -> Vec<(u32, bool)> {
+        self.tracked
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(tgid, t)| (tgid, t.flags & TRACK_PROVISIONAL != 0))
+            .collect()
+    }
+
+    /// Hands the ring buffer and loss counters to the intake stage.
+    pub fn intake(&mut self) -> Result<Intake, ProbeError> {
+        let ring: RingBuf<MapData> = take_map(&mut self.ebpf, "EVENTS")?;
+        let stats: PerCpuArray<MapData, u64> = take_map(&mut self.ebpf, "STATS")?;
+        Ok(Intake::new(ring, stats))
+    }
+}
+
+/// `file->f_mode` bit set when an open created the file (include/linux/fs.h, stable since 4.19).
+const FMODE_CREATED: u32 = 0x100000;
+
+fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| ProbeError::Map { map: name, source })
+}
+
+pub fn comm_key(comm: &str) -> CommKey {
+    let mut key = [0u8; 16];
+    let bytes = comm.as_bytes();
+    let n = bytes.len().min(15);
+    key[..n].copy_from_slice(&bytes[..n]);
+    key
+}
+
+/// Fails early, with advice, when the process cannot load BPF programs at all.
+fn check_privileges() -> Result<(), ProbeError> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(());
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| cap_eff & (1u64 << bit) != 0;
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        Ok(())
+    } else {
+        Err(ProbeError::NotPrivileged)
+    }
+}
+
+/// Mounts tracefs where aya looks for tracepoint ids, if it is not there.
+fn ensure_tracefs() -> Result<(), ProbeError> {
+    let root = Path::new("/sys/kernel/tracing");
+    if root.join("events").exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return Ok(());
+    }
+    let cstr = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+    let (src, target, fstype) = (cstr("nodev"), cstr("/sys/kernel/tracing"), cstr("tracefs"));
+    // SAFETY: valid C strings; no data argument.
+    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(ProbeError::Tracefs(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Pre-5.11 kernels charge BPF memory to RLIMIT_MEMLOCK.
+fn raise_memlock() {
+    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: valid rlimit struct.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
+}
