@@ -52,13 +52,26 @@ pub fn count(index: u32, by: u64) {
     }
 }
 
+/// Unread bytes above which a record wakes the daemon. Below it the daemon finds records on
+/// its next timed poll: a wakeup per record costs an interrupt, which in a VM is several
+/// microseconds per event.
+const WAKEUP_BYTES: u64 = 256 * 1024;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+#[inline(always)]
+fn wakeup_flag() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) > WAKEUP_BYTES { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+}
+
 /// Sends `len` bytes of the scratch buffer, counting a loss when the ring buffer is full.
 #[inline(always)]
 pub fn submit(buf: *const u8, len: usize) {
     let len = len & (SCRATCH_SIZE - 1);
     // SAFETY: buf is the scratch map value, which is 2 * SCRATCH_SIZE long.
     let data = unsafe { core::slice::from_raw_parts(buf, len) };
-    if EVENTS.output::<[u8]>(data, 0).is_err() {
+    if EVENTS.output::<[u8]>(data, wakeup_flag()).is_err() {
         count(stat::RINGBUF_FULL, 1);
     }
 }
@@ -66,7 +79,7 @@ pub fn submit(buf: *const u8, len: usize) {
 /// Sends a fixed-size record.
 #[inline(always)]
 pub fn submit_fixed<T>(record: &T) {
-    if EVENTS.output::<T>(record, 0).is_err() {
+    if EVENTS.output::<T>(record, wakeup_flag()).is_err() {
         count(stat::RINGBUF_FULL, 1);
     }
 }

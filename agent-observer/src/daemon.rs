@@ -41,6 +41,8 @@ pub struct Options {
     /// Adopt agents already running (off only for tests and `watch`).
     pub scan_proc: bool,
     pub ring_bytes: u32,
+    /// Where to write counters (events, losses, spans) as JSON when the daemon stops.
+    pub stats_file: Option<PathBuf>,
 }
 
 /// What `watch` runs.
@@ -97,6 +99,8 @@ struct Daemon {
     /// tgid of the watched command's root, once its session ended.
     watch_root: Option<u32>,
     watch_root_ended: bool,
+    events_seen: u64,
+    spans_ended: u64,
 }
 
 /// Runs until SIGINT/SIGTERM, or until the watched command and its descendants are done.
@@ -113,6 +117,9 @@ pub fn run(options: Options, watch: Option<WatchTarget>) -> anyhow::Result<i32> 
     install_signal_handlers();
     let mut sensors = Sensors::load(&SensorOptions { flags, candidate_comms, ring_bytes: options.ring_bytes })?;
     log::info!("{} probes attached", sensors.attached().len());
+    // Loading parsed kernel BTF twice (ours and aya's); give that memory back.
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
     let intake = sensors.intake()?;
     let correlator = Correlator::new(matcher, Redactor::new(&options.config.redaction)?, Box::new(RandomIds::new()));
     let sinks = build_sinks(&options)?;
@@ -126,6 +133,8 @@ pub fn run(options: Options, watch: Option<WatchTarget>) -> anyhow::Result<i32> 
         strangers: HashSet::new(),
         watch_root: None,
         watch_root_ended: false,
+        events_seen: 0,
+        spans_ended: 0,
     };
     if options.scan_proc {
         d.adopt_running();
@@ -138,6 +147,9 @@ pub fn run(options: Options, watch: Option<WatchTarget>) -> anyhow::Result<i32> 
     let linger = watch.as_ref().map_or(Duration::ZERO, |w| w.linger);
     let code = d.run_loop(child.as_mut(), linger);
     d.finish();
+    if let Some(path) = &options.stats_file {
+        d.write_stats(path)?;
+    }
     Ok(code)
 }
 
@@ -193,7 +205,7 @@ impl Daemon {
                     _ => break,
                 }
             }
-            if let Err(e) = self.intake.wait(Duration::from_millis(50)) {
+            if let Err(e) = self.intake.wait(Duration::from_millis(25)) {
                 log::error!("waiting for kernel events: {e}");
             }
             self.pump();
@@ -222,6 +234,7 @@ impl Daemon {
         loop {
             self.events.clear();
             let n = self.intake.drain(&mut self.events, 4096);
+            self.events_seen += self.events.len() as u64;
             for event in self.events.drain(..) {
                 self.correlator.handle(event, &mut self.outputs);
             }
@@ -245,6 +258,7 @@ impl Daemon {
                 Output::SessionEnded { root_tgid, .. } if Some(*root_tgid) == self.watch_root => {
                     self.watch_root_ended = true;
                 }
+                Output::SpanEnded { .. } => self.spans_ended += 1,
                 _ => {}
             }
             self.sinks.dispatch(&output);
@@ -278,6 +292,24 @@ impl Daemon {
             }
         }
         self.strangers = now_strangers;
+    }
+
+    fn write_stats(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        let l = self.intake.losses();
+        let stats = serde_json::json!({
+            "events": self.events_seen,
+            "events_lost": l.events_lost(),
+            "ring_full": l.ring_full,
+            "pending_full": l.pending_full,
+            "tracked_full": l.tracked_full,
+            "undecodable": l.undecodable,
+            "read_failed": l.read_failed,
+            "writes_full": l.writes_full,
+            "data_lost_bytes": l.data_lost_bytes,
+            "spans_exported": self.spans_ended,
+        });
+        std::fs::write(path, serde_json::to_string(&stats)?)
+            .with_context(|| format!("cannot write stats file {}", path.display()))
     }
 
     fn finish(&mut self) {

@@ -67,9 +67,12 @@ struct Output {
     /// Do not adopt agents that are already running.
     #[arg(long)]
     no_proc_scan: bool,
-    /// Kernel ring buffer size in MiB.
-    #[arg(long, default_value_t = 64)]
+    /// Kernel ring buffer size in MiB. It is mapped twice, so it counts double in RSS.
+    #[arg(long, default_value_t = 8)]
     ring_mib: u32,
+    /// Write event, loss and span counters as JSON here when stopping.
+    #[arg(long)]
+    stats_file: Option<PathBuf>,
 }
 
 impl Output {
@@ -91,6 +94,7 @@ impl Output {
             ready_file: self.ready_file,
             scan_proc: !self.no_proc_scan,
             ring_bytes: self.ring_mib.clamp(1, 1024) << 20,
+            stats_file: self.stats_file,
         })
     }
 }
