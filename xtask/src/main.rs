@@ -5,6 +5,7 @@
 //! OTLP receivers and agent CLIs the end-to-end tests run.
 
 mod bench;
+mod deploy_tools;
 mod setup;
 mod util;
 

@@ -17,8 +17,9 @@ const APT: &[(&str, &str)] = &[
     ("ca-certificates", "update-ca-certificates"),
 ];
 
-/// PyPI packages for the tests: real OTLP receivers we did not write.
-const PIP: &[&str] = &["rotel==0.0.1a15"];
+/// PyPI packages for the tests: real OTLP receivers we did not write, and a Kubernetes
+/// schema validator for deploy/.
+const PIP: &[&str] = &["rotel==0.0.1a15", "kubernetes-validate==1.37.0"];
 
 pub fn run(with_tests: bool) -> Result<()> {
     apt()?;
@@ -130,6 +131,7 @@ fn test_tools() -> Result<()> {
         println!("xtask: installing test packages: {}", missing.join(" "));
         run_status(Command::new(&pip).args(["install", "-q"]).args(&missing))?;
     }
+    crate::deploy_tools::install()?;
     Ok(())
 }
 
