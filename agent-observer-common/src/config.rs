@@ -49,7 +49,12 @@ pub struct Offsets {
     pub sock_rcv_saddr: u32,
     pub sock_v6_daddr: u32,
     pub sock_v6_rcv_saddr: u32,
-    pub _pad: u32,
+    /// `struct pt_regs` offset of the syscall number (orig_ax on x86_64).
+    pub regs_nr: u32,
+    /// `struct file` reference count: `f_ref` (6.13+, holds refs - 1) or `f_count` (refs).
+    pub file_refs: u32,
+    /// Added to the raw count to get the number of references: 1 for `f_ref`, 0 for `f_count`.
+    pub file_refs_bias: u32,
 }
 
 /// Read-only configuration of the kernel programs, set once at load time.
@@ -88,6 +93,26 @@ pub struct Tracked {
 /// agent. Children forked meanwhile are tracked too, so nothing is lost while it decides.
 pub const TRACK_PROVISIONAL: u32 = 1 << 0;
 
+/// Key of the `WRITES` map: one write episode of one process on one open file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct WriteKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    /// `struct file *`: shared by dup'd and inherited fds of the same open.
+    pub file: u64,
+}
+
+/// Value of the `WRITES` map, updated in the kernel on every write.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    pub bytes: u64,
+    pub writes: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
 /// Key of the `CANDIDATES` map: a comm, NUL-padded to 16 bytes.
 pub type CommKey = [u8; 16];
 
@@ -105,11 +130,64 @@ pub mod stat {
     pub const WRITES_FULL: u32 = 4;
     /// Payload bytes that could not be captured (chunk limit or ring buffer full).
     pub const DATA_LOST_BYTES: u32 = 5;
+    /// A file record was built but a path or name had to be cut.
+    pub const PATH_TRUNCATED: u32 = 6;
     pub const COUNT: u32 = 8;
+}
+
+/// How the kernel reads one syscall's arguments: where in the saved registers each one is.
+/// Set per syscall number by the daemon from its per-architecture table and the BTF layout of
+/// `struct pt_regs`, so the kernel side needs neither.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallSpec {
+    /// `OP_*`: what the syscall does.
+    pub op: u16,
+    /// Byte offsets in `struct pt_regs` (`REG_NONE` when absent).
+    pub fd: u16,
+    pub dirfd_a: u16,
+    pub name_a: u16,
+    pub dirfd_b: u16,
+    pub name_b: u16,
+    pub flags: u16,
+    /// Mode, length or size argument.
+    pub value: u16,
+    /// One more argument some ops need (mmap: prot).
+    pub extra: u16,
+    pub _pad: [u16; 3],
+}
+
+/// No such argument.
+pub const REG_NONE: u16 = 0xffff;
+
+
+/// Syscall operations (`SyscallSpec::op`, `FileOpRecord::op`).
+pub mod op {
+    pub const OPEN: u8 = 1;
+    /// openat2: flags are in the `struct open_how` the flags argument points to.
+    pub const OPEN_HOW: u8 = 2;
+    /// creat: flags are O_CREAT|O_WRONLY|O_TRUNC.
+    pub const CREAT: u8 = 3;
+    pub const WRITE: u8 = 4;
+    pub const CLOSE: u8 = 5;
+    /// dup2/dup3: closes the target fd if it was open.
+    pub const DUP_OVER: u8 = 6;
+    pub const RENAME: u8 = 10;
+    pub const UNLINK: u8 = 11;
+    pub const MKDIR: u8 = 12;
+    pub const RMDIR: u8 = 13;
+    pub const CHMOD: u8 = 14;
+    pub const SYMLINK: u8 = 15;
+    pub const LINK: u8 = 16;
+    pub const TRUNCATE: u8 = 17;
+    pub const MMAP: u8 = 18;
 }
 
 #[cfg(feature = "user")]
 mod pod {
+    unsafe impl aya::Pod for super::SyscallSpec {}
+    unsafe impl aya::Pod for super::WriteKey {}
+    unsafe impl aya::Pod for super::WriteStats {}
     // SAFETY: plain #[repr(C)] integers without padding holes that matter to the kernel.
     unsafe impl aya::Pod for super::KernelConfig {}
     unsafe impl aya::Pod for super::Tracked {}

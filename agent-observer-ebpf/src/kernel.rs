@@ -59,6 +59,61 @@ pub fn header(kind: u16, len: usize) -> Header {
     }
 }
 
+/// The `struct file *` behind `fd` in the current task, or null.
+#[inline(always)]
+pub fn fd_file(fd: i64) -> *const u8 {
+    if fd < 0 {
+        return core::ptr::null();
+    }
+    let files = read_ptr(current_task(), off!(task_files));
+    let fdt = read_ptr(files, off!(files_fdt));
+    let max_fds: u32 = read(fdt, off!(fdtable_max_fds)).unwrap_or(0);
+    if fd as u64 >= max_fds as u64 {
+        return core::ptr::null();
+    }
+    let array = read_ptr(fdt, off!(fdtable_fd));
+    read_ptr(array, (fd as usize) * 8)
+}
+
+pub const S_IFMT: u16 = 0o170000;
+pub const S_IFREG: u16 = 0o100000;
+
+/// What the daemon needs to know about an open file.
+#[derive(Clone, Copy)]
+pub struct FileInfo {
+    pub inode: *const u8,
+    pub mode: u16,
+    pub ino: u64,
+    pub dev: u32,
+}
+
+#[inline(always)]
+pub fn file_info(file: *const u8) -> Option<FileInfo> {
+    if file.is_null() {
+        return None;
+    }
+    let inode = read_ptr(file, off!(file_inode));
+    let mode: u16 = read(inode, off!(inode_mode))?;
+    let ino: u64 = read(inode, off!(inode_ino)).unwrap_or(0);
+    let sb = read_ptr(inode, off!(inode_sb));
+    let dev: u32 = read(sb, off!(sb_dev)).unwrap_or(0);
+    Some(FileInfo { inode, mode, ino, dev })
+}
+
+/// The syscall argument saved at byte offset `reg` of `struct pt_regs`, or 0 for `REG_NONE`.
+#[inline(always)]
+pub fn syscall_arg(regs: *const u8, reg: u16) -> u64 {
+    if reg == agent_observer_common::REG_NONE {
+        return 0;
+    }
+    read::<u64>(regs, reg as usize).unwrap_or(0)
+}
+
+#[inline(always)]
+pub fn syscall_nr(regs: *const u8) -> u32 {
+    read::<u64>(regs, off!(regs_nr)).unwrap_or(u64::MAX) as u32
+}
+
 #[inline(always)]
 pub fn self_tgid() -> u32 {
     // SAFETY: see `off!`.

@@ -5,10 +5,14 @@
 //! one map lookup and emits nothing.
 #![no_std]
 #![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
+mod files;
 mod kernel;
 mod maps;
 mod process;
+mod syscalls;
 
 #[cfg(not(test))]
 #[panic_handler]

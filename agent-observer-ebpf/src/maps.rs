@@ -1,10 +1,12 @@
 //! Maps and globals shared by every sensor.
 
-use agent_observer_common::{CommKey, KernelConfig, SCRATCH_SIZE, Tracked, stat};
+use agent_observer_common::{
+    CommKey, KernelConfig, SCRATCH_SIZE, SyscallSpec, Tracked, WriteKey, WriteStats, stat,
+};
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 
 /// Set by the daemon at load time.
@@ -32,6 +34,22 @@ pub static CANDIDATES: HashMap<CommKey, u8> = HashMap::with_max_entries(1024, 0)
 /// Counters the daemon reports, so that nothing is lost silently.
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// How to read each syscall's arguments, indexed by syscall number.
+#[map]
+pub static SPECS: Array<SyscallSpec> = Array::with_max_entries(SYSCALL_SLOTS, 0);
+
+/// Per-syscall-number handlers for the `sys_enter` / `sys_exit` dispatchers.
+#[map]
+pub static ENTER_PROGS: ProgramArray = ProgramArray::with_max_entries(SYSCALL_SLOTS, 0);
+#[map]
+pub static EXIT_PROGS: ProgramArray = ProgramArray::with_max_entries(SYSCALL_SLOTS, 0);
+
+pub const SYSCALL_SLOTS: u32 = 512;
+
+/// Open write episodes: bytes and write counts per (process, open file).
+#[map]
+pub static WRITES: HashMap<WriteKey, WriteStats> = HashMap::with_max_entries(16384, 0);
 
 /// Where variable-size records are assembled; twice the largest record so that masked offsets
 /// always stay inside it.
@@ -68,10 +86,21 @@ fn wakeup_flag() -> u64 {
 /// Sends `len` bytes of the scratch buffer, counting a loss when the ring buffer is full.
 #[inline(always)]
 pub fn submit(buf: *const u8, len: usize) {
+    submit_with(buf, len, wakeup_flag());
+}
+
+/// Like [`submit`], waking the daemon at once: it has something to decide (a candidate agent).
+#[inline(always)]
+pub fn submit_urgent(buf: *const u8, len: usize) {
+    submit_with(buf, len, BPF_RB_FORCE_WAKEUP);
+}
+
+#[inline(always)]
+fn submit_with(buf: *const u8, len: usize, flags: u64) {
     let len = len & (SCRATCH_SIZE - 1);
     // SAFETY: buf is the scratch map value, which is 2 * SCRATCH_SIZE long.
     let data = unsafe { core::slice::from_raw_parts(buf, len) };
-    if EVENTS.output::<[u8]>(data, wakeup_flag()).is_err() {
+    if EVENTS.output::<[u8]>(data, flags).is_err() {
         count(stat::RINGBUF_FULL, 1);
     }
 }

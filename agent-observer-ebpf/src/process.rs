@@ -17,7 +17,7 @@ use aya_ebpf::{
 
 use crate::{
     kernel::{KPath, SCRATCH_MASK, current_ids, current_task, header, off, read, read_ptr, self_tgid, write_path},
-    maps::{CANDIDATES, TRACKED, config, count, scratch, submit, submit_fixed},
+    maps::{CANDIDATES, TRACKED, config, count, scratch, submit, submit_fixed, submit_urgent},
 };
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
@@ -125,7 +125,11 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: the scratch buffer starts with room for the fixed part.
     unsafe { core::ptr::write_unaligned(buf.cast::<ExecRecord>(), record) };
-    submit(buf, total);
+    if flags & EXEC_CANDIDATE != 0 {
+        submit_urgent(buf, total);
+    } else {
+        submit(buf, total);
+    }
     0
 }
 

@@ -100,6 +100,19 @@ pub struct CaptureConfig {
     /// Capture prompt and response content. Off by default.
     #[serde(default)]
     pub content: bool,
+    /// When file and socket capture is attached: `always` (default, nothing missed) or
+    /// `on-demand` (only while a session is live: no cost to other processes when no agent
+    /// runs, but a session found at exec is observed from a few milliseconds in).
+    #[serde(default)]
+    pub syscalls: SyscallCapture,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyscallCapture {
+    #[default]
+    Always,
+    OnDemand,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,10 +13,11 @@ use anyhow::Context as _;
 use crate::{
     catalogue::Matcher,
     config::Config,
-    correlate::{Correlator, Output},
-    intake::{Event, clock::BootClock, ring::Intake},
+    correlate::{Correlator, FilesPolicy, Output, noise::{DEFAULT_NOISE, Noise, parse_passwd}},
+    hasher::Hasher,
+    intake::{Event, clock::BootClock, ring::Intake, writes::{Counters, OpenWrites}},
     notify, procscan,
-    probes::{SensorOptions, Sensors},
+    probes::{Arming, SensorOptions, Sensors},
     redact::Redactor,
     sinks::{Fanout, Sink, console::ConsoleSink, otlp::{OtlpSink, Transport}, otlp_json::FileSink},
     span::RandomIds,
@@ -43,7 +44,12 @@ pub struct Options {
     pub ring_bytes: u32,
     /// Where to write counters (events, losses, spans) as JSON when the daemon stops.
     pub stats_file: Option<PathBuf>,
+    /// When syscall capture (files, sockets) is attached.
+    pub arming: Arming,
 }
+
+/// Keep syscall capture armed this long after the last session ends (on-demand arming).
+const DISARM_AFTER: Duration = Duration::from_secs(10);
 
 /// What `watch` runs.
 pub struct WatchTarget {
@@ -101,6 +107,22 @@ struct Daemon {
     watch_root_ended: bool,
     events_seen: u64,
     spans_ended: u64,
+    hasher: Hasher,
+    /// Hash requests sent and not yet answered.
+    hashing: usize,
+    open_writes: OpenWrites,
+    disarm_at: Option<Instant>,
+    arming: Arming,
+}
+
+fn files_policy(config: &Config) -> FilesPolicy {
+    let patterns = config
+        .files
+        .noise_prefixes
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NOISE.iter().map(|s| s.to_string()).collect());
+    let homes = parse_passwd(&std::fs::read_to_string("/etc/passwd").unwrap_or_default());
+    FilesPolicy { noise: Noise::new(patterns, homes), hash_max_bytes: config.files.hash_max_bytes }
 }
 
 /// Runs until SIGINT/SIGTERM, or until the watched command and its descendants are done.
@@ -115,13 +137,19 @@ pub fn run(options: Options, watch: Option<WatchTarget>) -> anyhow::Result<i32> 
         flags |= agent_observer_common::CFG_ALL_EXECS;
     }
     install_signal_handlers();
-    let mut sensors = Sensors::load(&SensorOptions { flags, candidate_comms, ring_bytes: options.ring_bytes })?;
+    let mut sensors = Sensors::load(&SensorOptions {
+        flags,
+        candidate_comms,
+        ring_bytes: options.ring_bytes,
+        arming: options.arming,
+    })?;
     log::info!("{} probes attached", sensors.attached().len());
     // Loading parsed kernel BTF twice (ours and aya's); give that memory back.
     // SAFETY: malloc_trim has no preconditions.
     unsafe { libc::malloc_trim(0) };
     let intake = sensors.intake()?;
-    let correlator = Correlator::new(matcher, Redactor::new(&options.config.redaction)?, Box::new(RandomIds::new()));
+    let correlator = Correlator::new(matcher, Redactor::new(&options.config.redaction)?, Box::new(RandomIds::new()))
+        .with_files(files_policy(&options.config));
     let sinks = build_sinks(&options)?;
     let mut d = Daemon {
         sensors,
@@ -135,7 +163,15 @@ pub fn run(options: Options, watch: Option<WatchTarget>) -> anyhow::Result<i32> 
         watch_root_ended: false,
         events_seen: 0,
         spans_ended: 0,
+        hasher: Hasher::start().context("cannot start the hashing thread")?,
+        hashing: 0,
+        open_writes: OpenWrites::default(),
+        disarm_at: None,
+        arming: options.arming,
     };
+    if options.arming == Arming::OnDemand {
+        d.correlator.capture_disarmed();
+    }
     if options.scan_proc {
         d.adopt_running();
     }
@@ -175,6 +211,8 @@ impl Daemon {
     }
 
     fn start_watched(&mut self, target: &WatchTarget) -> anyhow::Result<HeldChild> {
+        // On-demand capture: arm before the command can do anything.
+        self.sensors.arm()?;
         let mut child = crate::watch::spawn_held(&target.argv)?;
         let name = target.name.clone().unwrap_or_else(|| {
             let argv0 = target.argv[0].to_string_lossy();
@@ -209,6 +247,10 @@ impl Daemon {
                 log::error!("waiting for kernel events: {e}");
             }
             self.pump();
+            self.correlator.tick(BootClock::now_unix(), &mut self.outputs);
+            self.apply();
+            self.collect_hashes();
+            self.rearm();
             if last_tick.elapsed() >= Duration::from_secs(1) {
                 last_tick = Instant::now();
                 self.tick();
@@ -235,7 +277,25 @@ impl Daemon {
             self.events.clear();
             let n = self.intake.drain(&mut self.events, 4096);
             self.events_seen += self.events.len() as u64;
+            let clock = self.intake.clock();
             for event in self.events.drain(..) {
+                let sensors = &mut self.sensors;
+                let closes = self.open_writes.closes_before(
+                    &event,
+                    |tgid, file| {
+                        sensors.take_write(tgid, file).map(|s| Counters {
+                            bytes: s.bytes,
+                            writes: s.writes,
+                            first_ns: s.first_ns,
+                            last_ns: s.last_ns,
+                        })
+                    },
+                    |ns| clock.to_unix(ns),
+                );
+                for close in closes {
+                    self.correlator.handle(close, &mut self.outputs);
+                }
+                self.open_writes.observe(&event);
                 self.correlator.handle(event, &mut self.outputs);
             }
             self.apply();
@@ -259,9 +319,45 @@ impl Daemon {
                     self.watch_root_ended = true;
                 }
                 Output::SpanEnded { .. } => self.spans_ended += 1,
+                Output::HashFile(request) => {
+                    self.hasher.submit(request.clone());
+                    self.hashing += 1;
+                }
                 _ => {}
             }
             self.sinks.dispatch(&output);
+        }
+    }
+
+    /// Feeds finished hashes back to the correlator.
+    fn collect_hashes(&mut self) {
+        for (id, outcome) in self.hasher.ready() {
+            self.hashing -= 1;
+            self.correlator.hash_done(id, outcome, &mut self.outputs);
+        }
+        self.apply();
+    }
+
+    /// On-demand arming: syscall capture runs while any session is live, and a little after.
+    fn rearm(&mut self) {
+        if self.arming != Arming::OnDemand {
+            return;
+        }
+        if self.correlator.live_sessions() > 0 {
+            self.disarm_at = None;
+            if !self.sensors.armed() {
+                match self.sensors.arm() {
+                    Ok(()) => self.correlator.capture_armed(BootClock::now_unix()),
+                    Err(e) => log::error!("cannot arm syscall capture: {e}"),
+                }
+            }
+        } else if self.sensors.armed() {
+            let at = *self.disarm_at.get_or_insert_with(|| Instant::now() + DISARM_AFTER);
+            if Instant::now() >= at {
+                self.sensors.disarm();
+                self.correlator.capture_disarmed();
+                self.disarm_at = None;
+            }
         }
     }
 
@@ -321,6 +417,18 @@ impl Daemon {
         }
         self.correlator.shutdown(BootClock::now_unix(), &mut self.outputs);
         self.apply();
+        // Every held file span waits for its hash; answer them all before the last flush.
+        while self.hashing > 0 {
+            let done = self.hasher.wait(self.hashing);
+            if done.is_empty() {
+                break;
+            }
+            for (id, outcome) in done {
+                self.hashing -= 1;
+                self.correlator.hash_done(id, outcome, &mut self.outputs);
+            }
+            self.apply();
+        }
         self.sinks.flush();
         if let Err(e) = self.sinks.shutdown() {
             log::error!("{e:#}");

@@ -4,7 +4,8 @@ use std::{ffi::OsString, path::PathBuf, process::ExitCode, time::Duration};
 
 use agent_observer::{
     catalogue::CATALOGUE,
-    config::Config,
+    config::{Config, SyscallCapture},
+    probes::Arming,
     daemon::{self, Console, Options, WatchTarget},
     sinks::otlp::{self, Transport},
 };
@@ -73,6 +74,10 @@ struct Output {
     /// Write event, loss and span counters as JSON here when stopping.
     #[arg(long)]
     stats_file: Option<PathBuf>,
+    /// `always` (default) or `on-demand`: attach file/socket capture only while a session is
+    /// live. Overrides `[capture] syscalls`.
+    #[arg(long)]
+    syscall_capture: Option<String>,
 }
 
 impl Output {
@@ -81,6 +86,7 @@ impl Output {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
+        let config_arming = config.capture.syscalls;
         let otlp = if self.otlp || self.otlp_endpoint.is_some() || otlp::enabled_by_env() {
             Some((Transport::resolve(self.otlp_protocol.as_deref())?, self.otlp_endpoint))
         } else {
@@ -95,6 +101,11 @@ impl Output {
             scan_proc: !self.no_proc_scan,
             ring_bytes: self.ring_mib.clamp(1, 1024) << 20,
             stats_file: self.stats_file,
+            arming: match (self.syscall_capture.as_deref(), config_arming) {
+                (Some("on-demand"), _) | (None, SyscallCapture::OnDemand) => Arming::OnDemand,
+                (Some("always"), _) | (None, SyscallCapture::Always) => Arming::Always,
+                (Some(other), _) => anyhow::bail!("--syscall-capture: `{other}` is not `always` or `on-demand`"),
+            },
         })
     }
 }

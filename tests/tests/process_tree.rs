@@ -52,7 +52,7 @@ fn assert_workload_tree(root: &SpanRec, trace: &[&SpanRec], dir: &Path, root_exe
     assert!(root.end > root.start);
 
     let children_of = |parent: &SpanRec| -> Vec<&SpanRec> {
-        trace.iter().copied().filter(|s| s.parent == parent.span_id).collect()
+        trace.iter().copied().filter(|s| s.parent == parent.span_id && s.name.starts_with("exec ")).collect()
     };
     let direct = children_of(root);
 
@@ -70,6 +70,11 @@ fn assert_workload_tree(root: &SpanRec, trace: &[&SpanRec], dir: &Path, root_exe
     assert_eq!(ls[0].int("process.parent_pid"), Some(sh.pid()));
     assert_eq!(ls[0].int("process.exit.code"), Some(0));
     assert!(ls[0].start >= sh.start && ls[0].end <= sh.end);
+    // sh's `echo hi > f` is a file change under sh.
+    let f = dir.join("f");
+    let write = trace.iter().find(|s| s.name == "file write" && s.str("file.path") == f.to_str()).expect("write of f");
+    assert_eq!(write.parent, sh.span_id);
+    assert_eq!(write.int("agent_observer.file.bytes_written"), Some(3));
 
     // The SIGKILLed sleep.
     let killed: Vec<&SpanRec> = direct.iter().copied().filter(|s| s.args() == ["sleep", "30"]).collect();
@@ -94,7 +99,8 @@ fn assert_workload_tree(root: &SpanRec, trace: &[&SpanRec], dir: &Path, root_exe
     assert_eq!(storm, expected);
 
     // Nothing else: root, sh, ls, the two sleeps and the storm.
-    assert_eq!(trace.len(), 1 + 2 + 2 + STORM, "unexpected spans: {:#?}", trace.iter().map(|s| &s.name).collect::<Vec<_>>());
+    let processes: Vec<&&SpanRec> = trace.iter().filter(|s| !s.name.starts_with("file ")).collect();
+    assert_eq!(processes.len(), 1 + 2 + 2 + STORM, "unexpected spans: {:#?}", trace.iter().map(|s| &s.name).collect::<Vec<_>>());
 }
 
 fn assert_no_outsider(spans: &[SpanRec]) {

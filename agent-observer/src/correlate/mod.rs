@@ -9,6 +9,8 @@
 //! of the span the exec'ing process was attributed to. A fork without exec stays attributed to
 //! the image that forked. Spans are handed out as soon as they end.
 
+pub mod files;
+pub mod noise;
 pub mod process;
 pub mod session;
 
@@ -22,6 +24,7 @@ use crate::{
     span::{IdSource, Span, SpanId, Status, UnixNanos},
     text::{display_bytes, file_name, join_path},
 };
+pub use files::{FilesPolicy, HashOutcome, HashRequest};
 pub use process::{Process, ProcessTable};
 pub use session::{Discovery, Session, SessionId};
 
@@ -40,6 +43,8 @@ pub enum Output {
     /// The session's root process exited (`status` is its wait status) or the daemon stopped
     /// (`status` is None).
     SessionEnded { session: SessionId, root_tgid: u32, agent: String, status: Option<u32> },
+    /// Hash this file and answer with [`Correlator::hash_done`]; a span waits for it.
+    HashFile(HashRequest),
 }
 
 /// A process found in /proc at start-up.
@@ -71,6 +76,9 @@ pub struct Correlator {
     /// tgids `watch` started, waiting for their exec.
     expected: HashMap<u32, String>,
     next_session: u64,
+    files: files::FileState,
+    /// False while syscall capture is detached (on-demand arming).
+    capture_armed: bool,
 }
 
 /// The fields of an image, from an exec event or a /proc scan.
@@ -102,7 +110,14 @@ impl Correlator {
             spans: HashMap::new(),
             expected: HashMap::new(),
             next_session: 1,
+            files: files::FileState::new(FilesPolicy::default()),
+            capture_armed: true,
         }
+    }
+
+    pub fn with_files(mut self, policy: FilesPolicy) -> Correlator {
+        self.files = files::FileState::new(policy);
+        self
     }
 
     /// Whether `tgid` belongs to a session.
@@ -128,6 +143,10 @@ impl Correlator {
             Event::Fork(f) => self.on_fork(f, out),
             Event::Exec(e) => self.on_exec(e, out),
             Event::Exit(x) => self.on_exit(x, out),
+            Event::FileOpen(o) => self.on_file_open(o),
+            Event::FileWriteStart(w) => self.on_write_start(w),
+            Event::FileClose(c) => self.on_file_close(c),
+            Event::FileOp(op) => self.on_file_op(op, out),
         }
     }
 
@@ -267,7 +286,19 @@ impl Correlator {
         let root_span = span.span_id;
         self.sessions.insert(
             id,
-            Session { id, agent: agent.clone(), trace_id, root_span, root_tgid: image.tgid, started: ts, live: 1, root_status: None },
+            Session {
+                id,
+                agent: agent.clone(),
+                trace_id,
+                root_span,
+                root_tgid: image.tgid,
+                started: ts,
+                live: 1,
+                root_status: None,
+                uid: image.uid,
+                files: Default::default(),
+                capture_gap: !self.capture_armed,
+            },
         );
         let process = Process {
             tgid: image.tgid,
@@ -288,13 +319,19 @@ impl Correlator {
 
     fn on_exit(&mut self, x: Exit, out: &mut Vec<Output>) {
         let Some(proc) = self.processes.remove(x.tgid) else { return };
-        if let Some(span) = proc.own_span {
+        let root = self.sessions.get(&proc.session).map(|s| s.root_span);
+        if let Some(span) = proc.own_span.filter(|s| Some(*s) != root) {
             self.end_span(span, x.ts, out, |span| describe_exit(span, x.status));
         }
         // The root span lasts as long as the root process, through any re-exec.
         if let Some(s) = self.sessions.get(&proc.session).filter(|s| s.root_tgid == proc.tgid) {
             let root = s.root_span;
-            self.end_span(root, x.ts, out, |span| describe_exit(span, x.status));
+            let mut summary = Span::default();
+            self.describe_files(proc.session, &mut summary);
+            self.end_span(root, x.ts, out, |span| {
+                describe_exit(span, x.status);
+                span.attributes.extend(summary.attributes);
+            });
         }
         self.leave_session(&proc, Some(x.status), out);
     }
@@ -302,7 +339,8 @@ impl Correlator {
     /// A process disappeared without an exit event (pid reused while events were lost).
     fn vanish(&mut self, proc: Process, ts: UnixNanos, out: &mut Vec<Output>) {
         let root = self.sessions.get(&proc.session).filter(|s| s.root_tgid == proc.tgid).map(|s| s.root_span);
-        for span in [proc.own_span, root].into_iter().flatten() {
+        let own = proc.own_span.filter(|s| Some(*s) != root);
+        for span in [own, root].into_iter().flatten() {
             self.end_span(span, ts, out, |span| span.set(sc::INCOMPLETE, true));
         }
         self.leave_session(&proc, None, out);
@@ -410,8 +448,35 @@ impl Correlator {
         out.push(Output::Track(p.tgid));
     }
 
+    /// Syscall capture was detached (on-demand arming): sessions starting now are not yet
+    /// observed beyond their process tree.
+    pub fn capture_disarmed(&mut self) {
+        self.capture_armed = false;
+    }
+
+    /// Syscall capture is attached from `now` on; sessions that started before record the gap.
+    pub fn capture_armed(&mut self, now: UnixNanos) {
+        self.capture_armed = true;
+        let late: Vec<(SpanId, u64)> = self
+            .sessions
+            .values()
+            .filter(|s| s.capture_gap)
+            .map(|s| (s.root_span, now.saturating_sub(s.started)))
+            .collect();
+        for s in self.sessions.values_mut() {
+            s.capture_gap = false;
+        }
+        for (root, gap) in late {
+            if let Some(open) = self.spans.get_mut(&root) {
+                open.span.set(sc::CAPTURE_ARMED_LATE_NS, gap);
+            }
+        }
+    }
+
     /// Periodic work; `now` is the current Unix time.
-    pub fn tick(&mut self, _now: UnixNanos, _out: &mut Vec<Output>) {}
+    pub fn tick(&mut self, now: UnixNanos, out: &mut Vec<Output>) {
+        self.due_hashes(now, out);
+    }
 
     /// Records kernel losses on every live session's root span.
     pub fn note_losses(&mut self, events_lost: u64) {
@@ -424,7 +489,18 @@ impl Correlator {
     }
 
     /// Ends everything still open at `now`, marked incomplete.
+    /// File spans waiting for a hash come out as [`Output::HashFile`]; answer them all with
+    /// [`Correlator::hash_done`] to get their spans.
     pub fn shutdown(&mut self, now: UnixNanos, out: &mut Vec<Output>) {
+        self.flush_files(now, out);
+        let roots: Vec<(SessionId, SpanId)> = self.sessions.values().map(|s| (s.id, s.root_span)).collect();
+        for (session, root) in roots {
+            let mut summary = Span::default();
+            self.describe_files(session, &mut summary);
+            if let Some(open) = self.spans.get_mut(&root) {
+                open.span.attributes.extend(summary.attributes);
+            }
+        }
         let mut open: Vec<(u32, SpanId)> = self.spans.values().map(|o| (o.depth, o.span.span_id)).collect();
         // Children first, so a reader sees leaves end before their parents.
         open.sort_by(|a, b| b.cmp(a));

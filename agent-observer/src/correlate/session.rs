@@ -1,5 +1,7 @@
 //! Sessions: one agent run, one trace.
 
+use std::collections::HashSet;
+
 use crate::span::{SpanId, TraceId, UnixNanos};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,4 +40,20 @@ pub struct Session {
     pub live: usize,
     /// Set when the root process exits: its wait status.
     pub root_status: Option<u32>,
+    /// uid of the root process, whose home `~` noise prefixes refer to.
+    pub uid: u32,
+    pub files: FilesSummary,
+    /// Started while syscall capture was detached; cleared once it is attached.
+    pub capture_gap: bool,
+}
+
+/// What the session did to files, for its root span. Paths are counted once each.
+#[derive(Clone, Debug, Default)]
+pub struct FilesSummary {
+    pub created: HashSet<Vec<u8>>,
+    pub modified: HashSet<Vec<u8>>,
+    pub deleted: HashSet<Vec<u8>>,
+    pub bytes_written: u64,
+    /// Changes under noise prefixes: counted here, never spanned.
+    pub noise_changes: u64,
 }

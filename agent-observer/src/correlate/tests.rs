@@ -280,3 +280,184 @@ fn running_agents_are_adopted_with_their_descendants() {
     let sleep = by_name(&ended(&out), "exec sleep").clone();
     assert_eq!(sleep.start, 5);
 }
+
+mod files {
+    use super::*;
+    use crate::{
+        correlate::{HashOutcome, files::HASH_GRACE_NS, noise::Noise},
+        intake::{CloseHow, FileClose, FileHandle, FileOp, FileOpKind, FileOpen, FileWriteStart, OpPath},
+    };
+
+    fn with_files() -> Correlator {
+        let homes = [(1000u32, b"/home/u".to_vec())].into_iter().collect();
+        correlator("").with_files(FilesPolicy {
+            noise: Noise::new(vec!["~/.claude".into(), "/proc".into()], homes),
+            hash_max_bytes: 1 << 20,
+        })
+    }
+
+    fn path(p: &str) -> KernelPath {
+        KernelPath { bytes: p.as_bytes().to_vec(), ..Default::default() }
+    }
+
+    fn handle(file: u64) -> FileHandle {
+        FileHandle { file, ino: 77, dev: 5, fd: 3 }
+    }
+
+    fn open(tgid: u32, ts: u64, file: u64, p: &str, flags: u32, created: bool) -> Event {
+        Event::FileOpen(FileOpen { ts, tgid, handle: handle(file), flags, created, size: 0, path: path(p) })
+    }
+
+    fn close(tgid: u32, ts: u64, file: u64, bytes: u64, how: CloseHow) -> Event {
+        Event::FileClose(FileClose {
+            ts,
+            tgid,
+            handle: handle(file),
+            bytes,
+            writes: u64::from(bytes > 0),
+            first_write: if bytes > 0 { ts - 1 } else { 0 },
+            last_write: if bytes > 0 { ts - 1 } else { 0 },
+            size: bytes as i64,
+            how,
+        })
+    }
+
+    fn rename(tgid: u32, ts: u64, from: &str, to: &str) -> Event {
+        Event::FileOp(FileOp {
+            ts,
+            tgid,
+            kind: FileOpKind::Rename,
+            a: OpPath { base: path("/w"), name: from.as_bytes().to_vec(), name_truncated: false },
+            b: Some(OpPath { base: path("/w"), name: to.as_bytes().to_vec(), name_truncated: false }),
+            flags: 0,
+            value: 0,
+            handle: None,
+        })
+    }
+
+    fn hashes(out: &[Output]) -> Vec<HashRequest> {
+        out.iter().filter_map(|o| if let Output::HashFile(r) = o { Some(r.clone()) } else { None }).collect()
+    }
+
+    #[test]
+    fn a_write_episode_waits_for_its_hash_and_follows_a_rename() {
+        let mut c = with_files();
+        let mut out = run(
+            &mut c,
+            vec![
+                exec(10, 1, "/usr/bin/claude", &["claude"], true),
+                open(10, 10, 0xa, "/w/.tmp123", 0o1101, true),
+                close(10, 20, 0xa, 12, CloseHow::Close),
+                rename(10, 21, ".tmp123", "final.txt"),
+            ],
+        );
+        assert!(!ended(&out).iter().any(|s| s.name == "file write"), "held for its hash");
+        c.tick(20 + HASH_GRACE_NS - 1, &mut out);
+        assert!(hashes(&out).is_empty(), "not before the grace period");
+        c.tick(20 + HASH_GRACE_NS, &mut out);
+        let req = hashes(&out).pop().expect("a hash request");
+        assert_eq!(req.path, b"/w/final.txt", "the rename was followed");
+        c.hash_done(req.id, HashOutcome::Hashed { sha256: [7; 32], size: 12, same_inode: true, mtime_ns: 19 }, &mut out);
+        let spans = ended(&out);
+        let w = by_name(&spans, "file write");
+        assert_eq!(w.get_str(sc::FILE_PATH), Some("/w/.tmp123"));
+        assert_eq!(w.get_str(sc::FILE_RENAMED_TO), Some("/w/final.txt"));
+        assert_eq!(w.get_str(sc::FILE_HASH_STATUS), Some("ok"));
+        assert_eq!(w.get_str(sc::FILE_SHA256), Some(hex::encode([7u8; 32]).as_str()));
+        assert_eq!(w.get_int(sc::FILE_BYTES_WRITTEN), Some(12));
+        assert_eq!((w.start, w.end), (10, 20));
+        let r = by_name(&spans, "file rename");
+        assert_eq!(r.get_str(sc::FILE_TARGET_PATH), Some("/w/final.txt"));
+    }
+
+    #[test]
+    fn a_close_that_is_not_the_last_keeps_the_episode_open() {
+        let mut c = with_files();
+        let mut out = run(
+            &mut c,
+            vec![
+                exec(10, 1, "/usr/bin/claude", &["claude"], true),
+                open(10, 10, 0xa, "/w/f", 0o1101, true),
+                close(10, 11, 0xa, 0, CloseHow::NotLast),
+                Event::FileWriteStart(FileWriteStart { ts: 12, tgid: 10, handle: handle(0xa), path: path("/w/f") }),
+                close(10, 13, 0xa, 3, CloseHow::DupOver),
+            ],
+        );
+        c.tick(u64::MAX / 2, &mut out);
+        for r in hashes(&out) {
+            c.hash_done(r.id, HashOutcome::Gone, &mut out);
+        }
+        let spans = ended(&out);
+        let writes: Vec<_> = spans.iter().filter(|s| s.name == "file write").collect();
+        assert_eq!(writes.len(), 1, "one episode for open, dup, close, write, close");
+        assert_eq!(writes[0].get_int(sc::FILE_BYTES_WRITTEN), Some(3));
+        assert_eq!(writes[0].get(sc::FILE_CREATED), Some(&crate::span::Value::Bool(true)));
+        assert_eq!(writes[0].get_str(sc::FILE_HASH_STATUS), Some("gone"));
+    }
+
+    #[test]
+    fn opens_without_change_and_noise_make_no_spans_but_noise_is_counted() {
+        let mut c = with_files();
+        let mut out = run(
+            &mut c,
+            vec![
+                exec(10, 1, "/usr/bin/claude", &["claude"], true),
+                open(10, 2, 0xa, "/w/db.sqlite", 0o2, false), // O_RDWR, nothing written
+                close(10, 3, 0xa, 0, CloseHow::Close),
+                open(10, 4, 0xb, "/home/u/.claude/state.json", 0o1101, true),
+                close(10, 5, 0xb, 100, CloseHow::Close),
+                exit(10, 9, 0),
+            ],
+        );
+        c.tick(u64::MAX / 2, &mut out);
+        assert!(hashes(&out).is_empty());
+        let spans = ended(&out);
+        assert_eq!(spans.len(), 1, "only the session");
+        let root = spans[0];
+        assert_eq!(root.get_int(sc::FILES_NOISE_CHANGES), Some(1));
+        assert_eq!(root.get_int(sc::FILES_CREATED), Some(0));
+        assert_eq!(root.get_int(sc::FILES_BYTES_WRITTEN), Some(100));
+    }
+
+    #[test]
+    fn hash_outcomes_become_markers() {
+        let mut c = with_files();
+        let mut out = run(
+            &mut c,
+            vec![
+                exec(10, 1, "/usr/bin/claude", &["claude"], true),
+                open(10, 2, 0xa, "/w/a", 0o1101, true),
+                close(10, 3, 0xa, 1, CloseHow::Close),
+                open(10, 4, 0xb, "/w/b", 0o1101, true),
+                close(10, 5, 0xb, 1, CloseHow::Close),
+                open(10, 6, 0xc, "/w/c", 0o1101, true),
+                close(10, 7, 0xc, 1, CloseHow::Close),
+            ],
+        );
+        c.tick(u64::MAX / 2, &mut out);
+        let reqs = hashes(&out);
+        assert_eq!(reqs.len(), 3);
+        c.hash_done(reqs[0].id, HashOutcome::TooLarge { size: 9 << 20 }, &mut out);
+        c.hash_done(reqs[1].id, HashOutcome::Hashed { sha256: [0; 32], size: 1, same_inode: false, mtime_ns: 0 }, &mut out);
+        let late = 7 + 1_000_000_000;
+        c.hash_done(reqs[2].id, HashOutcome::Hashed { sha256: [0; 32], size: 1, same_inode: true, mtime_ns: late }, &mut out);
+        let status: Vec<Option<&str>> = ended(&out).iter().map(|s| s.get_str(sc::FILE_HASH_STATUS)).collect();
+        assert_eq!(status, vec![Some("too-large"), Some("replaced"), Some("changed-after-close")]);
+    }
+
+    #[test]
+    fn shutdown_requests_every_pending_hash_and_closes_open_episodes() {
+        let mut c = with_files();
+        let mut out = run(
+            &mut c,
+            vec![exec(10, 1, "/usr/bin/claude", &["claude"], true), open(10, 2, 0xa, "/w/open.log", 0o2101, true)],
+        );
+        c.shutdown(50, &mut out);
+        let reqs = hashes(&out);
+        assert_eq!(reqs.len(), 1);
+        c.hash_done(reqs[0].id, HashOutcome::Gone, &mut out);
+        assert_eq!(c.pending_hashes(), 0);
+        let w = by_name(&ended(&out), "file write").clone();
+        assert_eq!(w.get(sc::INCOMPLETE), Some(&crate::span::Value::Bool(true)));
+    }
+}

@@ -1,11 +1,15 @@
 //! Decoding ring-buffer records. Pure: bytes and a clock in, an [`Event`] out.
 
 use agent_observer_common::{
-    EXEC_ARGV_TRUNCATED, EXEC_CANDIDATE, ExecRecord, ExitRecord, ForkRecord, Header, PATH_FAULT,
-    PATH_TRUNCATED, kind,
+    CLOSE_NOT_LAST, CloseRecord, EXEC_ARGV_TRUNCATED, EXEC_CANDIDATE, ExecRecord, ExitRecord, FileOpRecord,
+    FileRecord, FileRef, ForkRecord, Header, OP_NAME_A_TRUNCATED, OP_NAME_B_TRUNCATED, PATH_FAULT,
+    PATH_TRUNCATED, kind, op,
 };
 
-use super::{Event, Exec, Exit, Fork, KernelPath, clock::BootClock};
+use super::{
+    CloseHow, Event, Exec, Exit, FileClose, FileHandle, FileOp, FileOpKind, FileOpen,
+    FileWriteStart, Fork, KernelPath, OpPath, clock::BootClock,
+};
 use crate::text::split_nul;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -16,6 +20,8 @@ pub enum RecordError {
     Truncated { kind: u16, need: usize, got: usize },
     #[error("unknown record kind {0}")]
     UnknownKind(u16),
+    #[error("unknown file operation {0}")]
+    UnknownOp(u16),
 }
 
 fn fixed<T: Copy>(data: &[u8], kind: u16) -> Result<T, RecordError> {
@@ -69,6 +75,34 @@ fn comm(raw: &[u8; 16]) -> String {
     String::from_utf8_lossy(&raw[..end]).into_owned()
 }
 
+/// `file->f_mode` bit the kernel sets when an open created the file (FMODE_CREATED).
+pub const FMODE_CREATED: u32 = 0x100000;
+
+fn handle(f: &FileRef) -> FileHandle {
+    // The kernel's dev_t is major << 20 | minor; stat(2) encodes it differently.
+    let dev = libc::makedev(f.dev >> 20, f.dev & 0xfffff);
+    FileHandle { file: f.file, ino: f.ino, dev, fd: f.fd }
+}
+
+fn name(bytes: &[u8]) -> Vec<u8> {
+    bytes.split(|&b| b == 0).next().unwrap_or_default().to_vec()
+}
+
+fn op_kind(code: u16) -> Result<FileOpKind, RecordError> {
+    Ok(match code as u8 {
+        op::RENAME => FileOpKind::Rename,
+        op::UNLINK => FileOpKind::Unlink,
+        op::MKDIR => FileOpKind::Mkdir,
+        op::RMDIR => FileOpKind::Rmdir,
+        op::CHMOD => FileOpKind::Chmod,
+        op::SYMLINK => FileOpKind::Symlink,
+        op::LINK => FileOpKind::Link,
+        op::TRUNCATE => FileOpKind::Truncate,
+        op::MMAP => FileOpKind::Mmap,
+        _ => return Err(RecordError::UnknownOp(code)),
+    })
+}
+
 pub fn parse(data: &[u8], clock: &BootClock) -> Result<Event, RecordError> {
     if data.len() < size_of::<Header>() {
         return Err(RecordError::Short(data.len()));
@@ -106,6 +140,71 @@ pub fn parse(data: &[u8], clock: &BootClock) -> Result<Event, RecordError> {
         kind::EXIT => {
             let r: ExitRecord = fixed(data, header.kind)?;
             Ok(Event::Exit(Exit { ts, tgid: header.tgid, status: r.exit_code }))
+        }
+        kind::FILE_OPEN | kind::FILE_WRITE_START => {
+            let r: FileRecord = fixed(data, header.kind)?;
+            let [path] = tail(data, size_of::<FileRecord>(), [r.path_len as usize], header.kind)?;
+            let path = decode_path(path, r.path_flags);
+            Ok(if header.kind == kind::FILE_OPEN {
+                Event::FileOpen(FileOpen {
+                    ts,
+                    tgid: header.tgid,
+                    handle: handle(&r.file),
+                    flags: r.flags,
+                    created: r.fmode & FMODE_CREATED != 0,
+                    size: r.size,
+                    path,
+                })
+            } else {
+                Event::FileWriteStart(FileWriteStart { ts, tgid: header.tgid, handle: handle(&r.file), path })
+            })
+        }
+        kind::FILE_CLOSE => {
+            let r: CloseRecord = fixed(data, header.kind)?;
+            Ok(Event::FileClose(FileClose {
+                ts,
+                tgid: header.tgid,
+                handle: handle(&r.file),
+                bytes: r.bytes,
+                writes: r.writes,
+                first_write: if r.writes > 0 { clock.to_unix(r.first_ns) } else { 0 },
+                last_write: if r.writes > 0 { clock.to_unix(r.last_ns) } else { 0 },
+                size: r.size,
+                how: match r.op as u8 {
+                    _ if r.flags & CLOSE_NOT_LAST != 0 => CloseHow::NotLast,
+                    op::DUP_OVER => CloseHow::DupOver,
+                    op::WRITE => CloseHow::Unaggregated,
+                    _ => CloseHow::Close,
+                },
+            }))
+        }
+        kind::FILE_OP => {
+            let r: FileOpRecord = fixed(data, header.kind)?;
+            let kind = op_kind(r.op)?;
+            let [base_a, name_a, base_b, name_b] = tail(
+                data,
+                size_of::<FileOpRecord>(),
+                [r.base_a_len as usize, r.name_a_len as usize, r.base_b_len as usize, r.name_b_len as usize],
+                header.kind,
+            )?;
+            let path = |base: &[u8], flags: u16, raw: &[u8], cut: bool| OpPath {
+                base: if base.is_empty() { KernelPath::default() } else { decode_path(base, flags) },
+                name: name(raw),
+                name_truncated: cut,
+            };
+            let a = path(base_a, r.base_a_flags, name_a, r.name_flags & OP_NAME_A_TRUNCATED != 0);
+            let has_b = r.name_b_len > 0 || r.base_b_len > 0;
+            let b = has_b.then(|| path(base_b, r.base_b_flags, name_b, r.name_flags & OP_NAME_B_TRUNCATED != 0));
+            Ok(Event::FileOp(FileOp {
+                ts,
+                tgid: header.tgid,
+                kind,
+                a,
+                b,
+                flags: r.flags,
+                value: r.value,
+                handle: (r.file.file != 0).then(|| handle(&r.file)),
+            }))
         }
         other => Err(RecordError::UnknownKind(other)),
     }
@@ -158,6 +257,50 @@ pub(crate) mod tests {
         assert_eq!(parse(&[1, 2], &BootClock::with_offset(0)), Err(RecordError::Short(2)));
         let bogus = bytes_of(&Header { kind: 999, ..Default::default() });
         assert_eq!(parse(&bogus, &BootClock::with_offset(0)), Err(RecordError::UnknownKind(999)));
+    }
+
+    #[test]
+    fn file_records_decode() {
+        let r = FileRecord {
+            header: Header { kind: kind::FILE_OPEN, tgid: 7, ..Default::default() },
+            file: FileRef { file: 0xffff_8880_0000_1000, ino: 12, dev: 3, fd: 4 },
+            flags: 0o1101,
+            fmode: FMODE_CREATED | 2,
+            size: 0,
+            path_len: 10,
+            ..Default::default()
+        };
+        let mut data = bytes_of(&r);
+        data.extend_from_slice(b"f\0dir\0tmp\0");
+        let Event::FileOpen(open) = parse(&data, &BootClock::with_offset(0)).unwrap() else { panic!() };
+        assert!(open.created);
+        assert_eq!(open.path.bytes, b"/tmp/dir/f");
+        assert_eq!(open.handle.fd, 4);
+
+        let op = FileOpRecord {
+            header: Header { kind: kind::FILE_OP, tgid: 7, ..Default::default() },
+            op: op::RENAME as u16,
+            base_a_len: 4,
+            name_a_len: 6,
+            base_b_len: 0,
+            name_b_len: 7,
+            ..Default::default()
+        };
+        let mut data = bytes_of(&op);
+        data.extend_from_slice(b"tmp\0a.txt\0/b.txt\0");
+        let Event::FileOp(op) = parse(&data, &BootClock::with_offset(0)).unwrap() else { panic!() };
+        assert_eq!(op.kind, FileOpKind::Rename);
+        assert_eq!(op.a.base.bytes, b"/tmp");
+        assert_eq!(op.a.name, b"a.txt");
+        let b = op.b.unwrap();
+        assert!(b.base.bytes.is_empty());
+        assert_eq!(b.name, b"/b.txt");
+    }
+
+    #[test]
+    fn unknown_file_ops_are_errors() {
+        let op = FileOpRecord { header: Header { kind: kind::FILE_OP, ..Default::default() }, op: 99, ..Default::default() };
+        assert_eq!(parse(&bytes_of(&op), &BootClock::with_offset(0)), Err(RecordError::UnknownOp(99)));
     }
 
     #[test]

@@ -205,6 +205,11 @@ impl Btf {
         Ok(total_bits / 8)
     }
 
+    /// Whether `strukt` has a member named `member` (searched as [`Btf::offset_of`] does).
+    pub fn has_member(&self, strukt: &str, member: &str) -> bool {
+        self.offset_of(strukt, member).is_ok()
+    }
+
     fn find_member(&self, id: u32, name: &str, depth: u32) -> Option<(u32, bool, u32)> {
         let t = self.types.get(id as usize)?;
         if depth > 8 || !matches!(t.kind, KIND_STRUCT | KIND_UNION) {

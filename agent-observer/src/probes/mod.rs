@@ -12,15 +12,17 @@
 pub mod btf;
 pub mod offsets;
 pub mod process;
+pub mod syscalls;
 
 use std::{collections::BTreeSet, path::Path};
 
-use agent_observer_common::{CommKey, KernelConfig, TRACK_PROVISIONAL, Tracked};
+use agent_observer_common::{CommKey, KernelConfig, SyscallSpec, TRACK_PROVISIONAL, Tracked, WriteKey, WriteStats};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
+    programs::{RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId},
 };
+pub use syscalls::Arming;
 use thiserror::Error;
 
 use crate::intake::ring::Intake;
@@ -72,8 +74,15 @@ impl std::fmt::Display for Hook {
 pub struct Sensors {
     ebpf: Ebpf,
     tracked: BpfHashMap<MapData, u32, Tracked>,
+    writes: BpfHashMap<MapData, WriteKey, WriteStats>,
+    /// Held open: the kernel empties a program array once no user-space fd refers to it.
+    _dispatch: [ProgramArray<MapData>; 2],
+    syscall_links: Vec<(&'static str, RawTracePointLinkId)>,
     attached: Vec<(&'static str, Hook)>,
 }
+
+/// The two syscall dispatchers, attached together when syscall capture is armed.
+const DISPATCHERS: [(&str, &str); 2] = [("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
 
 #[derive(Clone, Debug, Default)]
 pub struct SensorOptions {
@@ -83,6 +92,8 @@ pub struct SensorOptions {
     pub candidate_comms: BTreeSet<String>,
     /// Ring buffer size in bytes (a power of two).
     pub ring_bytes: u32,
+    /// When syscall capture (files, sockets) is attached.
+    pub arming: Arming,
 }
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-observer"));
@@ -122,11 +133,66 @@ impl Sensors {
                 .map_err(|source| ProbeError::Map { map: "CANDIDATES", source })?;
         }
         let tracked = take_map(&mut ebpf, "TRACKED")?;
-        let mut sensors = Sensors { ebpf, tracked, attached: Vec::new() };
+        let writes = take_map(&mut ebpf, "WRITES")?;
+        let regs = offsets::regs_args(&btf).map_err(|e| ProbeError::Btf(e.to_string()))?;
+        let dispatch = load_syscall_handlers(&mut ebpf, &regs)?;
+        let mut sensors =
+            Sensors { ebpf, tracked, writes, _dispatch: dispatch, syscall_links: Vec::new(), attached: Vec::new() };
         for (program, hook) in process::PROGRAMS {
             sensors.attach(program, *hook)?;
         }
+        for (program, _) in DISPATCHERS {
+            let prog = sensors.ebpf.program_mut(program).ok_or(ProbeError::MissingProgram { program })?;
+            let tp: &mut RawTracePoint =
+                prog.try_into().map_err(|source| ProbeError::ProgramLoad { program, source })?;
+            tp.load().map_err(|source| ProbeError::ProgramLoad { program, source })?;
+        }
+        if options.arming == Arming::Always {
+            sensors.arm()?;
+        }
         Ok(sensors)
+    }
+
+    /// Attaches the syscall dispatchers (idempotent).
+    pub fn arm(&mut self) -> Result<(), ProbeError> {
+        if !self.syscall_links.is_empty() {
+            return Ok(());
+        }
+        for (program, tracepoint) in DISPATCHERS {
+            let prog = self.ebpf.program_mut(program).ok_or(ProbeError::MissingProgram { program })?;
+            let hook = Hook::Raw(tracepoint);
+            let attach_err = |source| ProbeError::Attach { program, hook: hook.to_string(), source };
+            let tp: &mut RawTracePoint = prog.try_into().map_err(attach_err)?;
+            let link = tp.attach(tracepoint).map_err(attach_err)?;
+            self.syscall_links.push((program, link));
+            self.attached.push((program, hook));
+        }
+        Ok(())
+    }
+
+    /// Detaches the syscall dispatchers: untracked processes stop paying the syscall slow path.
+    pub fn disarm(&mut self) {
+        for (program, link) in self.syscall_links.drain(..) {
+            if let Some(prog) = self.ebpf.program_mut(program) {
+                let tp: Result<&mut RawTracePoint, _> = prog.try_into();
+                if let Ok(tp) = tp {
+                    let _ = tp.detach(link);
+                }
+            }
+            self.attached.retain(|(p, _)| *p != program);
+        }
+    }
+
+    pub fn armed(&self) -> bool {
+        !self.syscall_links.is_empty()
+    }
+
+    /// Removes and returns the kernel's counters of one write episode.
+    pub fn take_write(&mut self, tgid: u32, file: u64) -> Option<WriteStats> {
+        let key = WriteKey { tgid, _pad: 0, file };
+        let stats = self.writes.get(&key, 0).ok();
+        let _ = self.writes.remove(&key);
+        stats
     }
 
     fn attach(&mut self, program: &'static str, hook: Hook) -> Result<(), ProbeError> {
@@ -182,7 +248,29 @@ impl Sensors {
 }
 
 /// `file->f_mode` bit set when an open created the file (include/linux/fs.h, stable since 4.19).
-const FMODE_CREATED: u32 = 0x100000;
+const FMODE_CREATED: u32 = crate::intake::record::FMODE_CREATED;
+
+/// Loads every syscall handler and points each syscall number at its handler.
+fn load_syscall_handlers(ebpf: &mut Ebpf, regs: &[u32; 6]) -> Result<[ProgramArray<MapData>; 2], ProbeError> {
+    let mut specs: Array<MapData, SyscallSpec> = take_map(ebpf, "SPECS")?;
+    let mut enter: ProgramArray<MapData> = take_map(ebpf, "ENTER_PROGS")?;
+    let mut exit: ProgramArray<MapData> = take_map(ebpf, "EXIT_PROGS")?;
+    for handler in syscalls::HANDLERS {
+        let program = handler.program();
+        let prog = ebpf.program_mut(program).ok_or(ProbeError::MissingProgram { program })?;
+        let tp: &mut RawTracePoint = prog.try_into().map_err(|source| ProbeError::ProgramLoad { program, source })?;
+        tp.load().map_err(|source| ProbeError::ProgramLoad { program, source })?;
+    }
+    for (nr, handler, layout) in syscalls::TABLE {
+        specs.set(*nr, layout.to_spec(regs), 0).map_err(|source| ProbeError::Map { map: "SPECS", source })?;
+        let program = handler.program();
+        let prog = ebpf.program(program).ok_or(ProbeError::MissingProgram { program })?;
+        let fd = prog.fd().map_err(|source| ProbeError::ProgramLoad { program, source })?;
+        let (table, name) = if handler.at_entry() { (&mut enter, "ENTER_PROGS") } else { (&mut exit, "EXIT_PROGS") };
+        table.set(*nr, fd, 0).map_err(|source| ProbeError::Map { map: name, source })?;
+    }
+    Ok([enter, exit])
+}
 
 fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
 where

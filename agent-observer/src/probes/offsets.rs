@@ -49,8 +49,47 @@ pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
         sock_rcv_saddr: o("sock", "__sk_common.skc_rcv_saddr")?,
         sock_v6_daddr: o("sock", "__sk_common.skc_v6_daddr")?,
         sock_v6_rcv_saddr: o("sock", "__sk_common.skc_v6_rcv_saddr")?,
-        _pad: 0,
+        regs_nr: regs_nr(btf)?,
+        file_refs: file_refs(btf)?.0,
+        file_refs_bias: file_refs(btf)?.1,
     })
+}
+
+/// The open file's reference count and how to read it.
+fn file_refs(btf: &Btf) -> Result<(u32, u32), BtfError> {
+    if btf.has_member("file", "f_ref") {
+        Ok((btf.offset_of("file", "f_ref")?, 1))
+    } else {
+        Ok((btf.offset_of("file", "f_count")?, 0))
+    }
+}
+
+/// Where the six syscall arguments sit in `struct pt_regs` (the syscall ABI's registers).
+#[cfg(target_arch = "x86_64")]
+pub fn regs_args(btf: &Btf) -> Result<[u32; 6], BtfError> {
+    let mut out = [0; 6];
+    for (slot, reg) in out.iter_mut().zip(["di", "si", "dx", "r10", "r8", "r9"]) {
+        *slot = btf.offset_of("pt_regs", reg)?;
+    }
+    Ok(out)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn regs_nr(btf: &Btf) -> Result<u32, BtfError> {
+    btf.offset_of("pt_regs", "orig_ax")
+}
+
+#[cfg(target_arch = "aarch64")]
+pub fn regs_args(btf: &Btf) -> Result<[u32; 6], BtfError> {
+    // x0 is overwritten by the return value; the kernel keeps the first argument in orig_x0.
+    let base = btf.offset_of("user_pt_regs", "regs")?;
+    let regs = btf.offset_of("pt_regs", "user_regs")? + base;
+    Ok([btf.offset_of("pt_regs", "orig_x0")?, regs + 8, regs + 16, regs + 24, regs + 32, regs + 40])
+}
+
+#[cfg(target_arch = "aarch64")]
+fn regs_nr(btf: &Btf) -> Result<u32, BtfError> {
+    btf.offset_of("pt_regs", "syscallno")
 }
 
 #[cfg(test)]
@@ -65,5 +104,7 @@ mod tests {
         assert!(offsets.task_tgid > 0 && offsets.task_tgid != offsets.task_pid);
         assert!(offsets.mm_arg_end > offsets.mm_arg_start);
         assert_eq!(offsets.qstr_name, 8, "qstr is {{ hash_len, name }}");
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!((regs_args(&btf).unwrap()[0], offsets.regs_nr), (112, 120), "pt_regs.di and orig_ax");
     }
 }

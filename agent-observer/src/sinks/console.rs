@@ -65,6 +65,9 @@ fn duration(span: &Span) -> String {
 
 impl Sink for ConsoleSink {
     fn span_started(&mut self, span: &Span, depth: u32, agent: &str) {
+        if span.get(sc::FILE_PATH).is_some() {
+            return; // file spans are reported whole when they end
+        }
         let pid = span.get_int(sc::PROCESS_PID).unwrap_or(0);
         let text = if span.parent.is_none() {
             let cwd = span.get_str(sc::PROCESS_WORKING_DIRECTORY).unwrap_or("?");
@@ -86,7 +89,15 @@ impl Sink for ConsoleSink {
             _ => "✓",
         };
         let mut text = format!("{mark} {} {}", span.name, duration(span));
-        if let Some(pid) = span.get_int(sc::PROCESS_PID) {
+        if let Some(path) = span.get_str(sc::FILE_PATH) {
+            text = format!("✎ {} {path}", span.name);
+            if let Some(target) = span.get_str(sc::FILE_TARGET_PATH) {
+                text.push_str(&format!(" → {target}"));
+            }
+            if let Some(bytes) = span.get_int(sc::FILE_BYTES_WRITTEN) {
+                text.push_str(&format!(" ({bytes} bytes)"));
+            }
+        } else if let Some(pid) = span.get_int(sc::PROCESS_PID) {
             text = format!("{mark} [{pid}] {} {}", span.name, duration(span));
         }
         if let Status::Error(msg) = &span.status {

@@ -131,7 +131,7 @@ impl Fanout {
                 Output::SessionEnded { root_tgid, agent, status, .. } => {
                     sink.session_ended(*root_tgid, agent, *status)
                 }
-                Output::Track(_) | Output::Untrack(_) => {}
+                Output::Track(_) | Output::Untrack(_) | Output::HashFile(_) => {}
             }
         }
     }
