@@ -49,8 +49,6 @@ pub struct Offsets {
     pub sock_rcv_saddr: u32,
     pub sock_v6_daddr: u32,
     pub sock_v6_rcv_saddr: u32,
-    /// `struct pt_regs` offset of the syscall number (orig_ax on x86_64).
-    pub regs_nr: u32,
     /// `struct file` reference count: `f_ref` (6.13+, holds refs - 1) or `f_count` (refs).
     pub file_refs: u32,
     /// Added to the raw count to get the number of references: 1 for `f_ref`, 0 for `f_count`.

@@ -1,5 +1,10 @@
 //! File changes by tracked processes: opens for writing, writes, closes, and namespace and
-//! metadata changes. Tail-called from `syscalls` by syscall number.
+//! metadata changes.
+//!
+//! Each program handles one family of syscalls and is attached to each family member's
+//! `syscalls:sys_{enter,exit}_*` tracepoint, so other syscalls run no BPF at all. Arguments are
+//! read from the saved user registers (still intact at exit), at offsets the daemon puts in
+//! `SPECS` for each syscall number.
 //!
 //! Writes are aggregated here, per (process, open file), in `WRITES`: a million small writes
 //! are one record when the episode starts and one when the file is closed. Only regular files
@@ -11,16 +16,16 @@ use agent_observer_common::{
 };
 use aya_ebpf::{
     helpers::{bpf_ktime_get_boot_ns, bpf_probe_read_user, generated::bpf_probe_read_user_str},
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    macros::tracepoint,
+    programs::TracePointContext,
 };
 
 use crate::{
     kernel::{
-        FileInfo, KPath, S_IFMT, S_IFREG, SCRATCH_MASK, current_ids, fd_file, file_info, header,
-        off, read, syscall_arg, syscall_nr, write_path,
+        FileInfo, KPath, S_IFMT, S_IFREG, SCRATCH_MASK, SyscallTp, current_ids, fd_file, file_info,
+        header, off, read, syscall_arg, write_path,
     },
-    maps::{SPECS, WRITES, count, scratch, submit, submit_fixed},
+    maps::{SPECS, WRITES, count, is_tracked, scratch, submit, submit_fixed},
 };
 
 const O_WRONLY: u64 = 0o1;
@@ -37,9 +42,14 @@ const BPF_NOEXIST: u64 = 1;
 /// Largest errno a syscall returns as -errno.
 const MAX_ERRNO: u64 = 4095;
 
+/// This syscall's argument layout, for tracked processes only.
 #[inline(always)]
-fn spec(regs: *const u8) -> Option<SyscallSpec> {
-    SPECS.get(syscall_nr(regs)).copied()
+fn tracked_call(ctx: &TracePointContext) -> Option<(SyscallSpec, *const u8)> {
+    if !is_tracked() {
+        return None;
+    }
+    let call = SyscallTp::new(ctx);
+    SPECS.get(call.nr).copied().map(|spec| (spec, call.regs))
 }
 
 #[inline(always)]
@@ -47,8 +57,10 @@ fn is_regular(info: &FileInfo) -> bool {
     info.mode & S_IFMT == S_IFREG
 }
 
+#[inline(always)]
 fn file_ref(file: *const u8, info: &FileInfo, fd: i64) -> FileRef {
-    FileRef { file: file as u64, ino: info.ino, dev: info.dev, fd: fd as i32 }
+    let (ino, dev) = info.identity();
+    FileRef { file: file as u64, ino, dev, fd: fd as i32 }
 }
 
 /// Sends a `FileRecord` (open or write start) with the file's path.
@@ -73,14 +85,13 @@ fn send_file_record(kind: u16, file: *const u8, info: &FileInfo, fd: i64, flags:
 }
 
 /// Exit of open, openat, openat2 and creat.
-#[raw_tracepoint]
-pub fn file_open(ctx: RawTracePointContext) -> i32 {
-    let regs: *const u8 = ctx.arg(0);
-    let fd: i64 = ctx.arg(1);
+#[tracepoint]
+pub fn file_open(ctx: TracePointContext) -> u32 {
+    let Some((spec, regs)) = tracked_call(&ctx) else { return 0 };
+    let fd = SyscallTp::ret(&ctx);
     if fd < 0 {
         return 0;
     }
-    let Some(spec) = spec(regs) else { return 0 };
     let flags = match spec.op as u8 {
         op::OPEN => syscall_arg(regs, spec.flags),
         // SAFETY: reads the first field (flags) of the caller's struct open_how.
@@ -138,6 +149,7 @@ fn add(stats: *mut WriteStats, bytes: u64, now: u64) {
     }
 }
 
+#[inline(always)]
 fn send_close(file: *const u8, info: &FileInfo, fd: i64, stats: &WriteStats, how: u8, flags: u32) {
     let record = CloseRecord {
         header: header(kind::FILE_CLOSE, size_of::<CloseRecord>()),
@@ -154,14 +166,13 @@ fn send_close(file: *const u8, info: &FileInfo, fd: i64, stats: &WriteStats, how
 }
 
 /// Exit of write, pwrite64, writev, pwritev(2), sendfile, copy_file_range and splice.
-#[raw_tracepoint]
-pub fn file_write(ctx: RawTracePointContext) -> i32 {
-    let regs: *const u8 = ctx.arg(0);
-    let ret: i64 = ctx.arg(1);
+#[tracepoint]
+pub fn file_write(ctx: TracePointContext) -> u32 {
+    let Some((spec, regs)) = tracked_call(&ctx) else { return 0 };
+    let ret = SyscallTp::ret(&ctx);
     if ret <= 0 {
         return 0;
     }
-    let Some(spec) = spec(regs) else { return 0 };
     let fd = syscall_arg(regs, spec.fd) as i32 as i64;
     let file = fd_file(fd);
     let Some(info) = file_info(file) else { return 0 };
@@ -172,10 +183,9 @@ pub fn file_write(ctx: RawTracePointContext) -> i32 {
 }
 
 /// Entry of close, dup2 and dup3 (which closes its target): ends the episode on that file.
-#[raw_tracepoint]
-pub fn file_close(ctx: RawTracePointContext) -> i32 {
-    let regs: *const u8 = ctx.arg(0);
-    let Some(spec) = spec(regs) else { return 0 };
+#[tracepoint]
+pub fn file_close(ctx: TracePointContext) -> u32 {
+    let Some((spec, regs)) = tracked_call(&ctx) else { return 0 };
     let fd = syscall_arg(regs, spec.fd) as i32 as i64;
     if spec.op == op::DUP_OVER as u16 && syscall_arg(regs, spec.value) as i32 as i64 == fd {
         return 0;
@@ -235,11 +245,10 @@ fn write_path_arg(buf: *mut u8, at: usize, regs: *const u8, dirfd_arg: u16, name
 
 /// Exit of rename*, unlink*, mkdir*, rmdir, chmod family, symlink*, link*, truncate,
 /// ftruncate and mmap.
-#[raw_tracepoint]
-pub fn file_op(ctx: RawTracePointContext) -> i32 {
-    let regs: *const u8 = ctx.arg(0);
-    let ret: i64 = ctx.arg(1);
-    let Some(spec) = spec(regs) else { return 0 };
+#[tracepoint]
+pub fn file_op(ctx: TracePointContext) -> u32 {
+    let Some((spec, regs)) = tracked_call(&ctx) else { return 0 };
+    let ret = SyscallTp::ret(&ctx);
     if spec.op == op::MMAP as u16 {
         if ret as u64 > u64::MAX - MAX_ERRNO {
             return 0;

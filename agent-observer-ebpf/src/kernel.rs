@@ -78,13 +78,21 @@ pub fn fd_file(fd: i64) -> *const u8 {
 pub const S_IFMT: u16 = 0o170000;
 pub const S_IFREG: u16 = 0o100000;
 
-/// What the daemon needs to know about an open file.
+/// An open file's inode and type; enough for the hot path (every write).
 #[derive(Clone, Copy)]
 pub struct FileInfo {
     pub inode: *const u8,
     pub mode: u16,
-    pub ino: u64,
-    pub dev: u32,
+}
+
+impl FileInfo {
+    /// (inode number, device): only read when a record is sent.
+    #[inline(always)]
+    pub fn identity(&self) -> (u64, u32) {
+        let ino: u64 = read(self.inode, off!(inode_ino)).unwrap_or(0);
+        let sb = read_ptr(self.inode, off!(inode_sb));
+        (ino, read(sb, off!(sb_dev)).unwrap_or(0))
+    }
 }
 
 #[inline(always)]
@@ -94,10 +102,7 @@ pub fn file_info(file: *const u8) -> Option<FileInfo> {
     }
     let inode = read_ptr(file, off!(file_inode));
     let mode: u16 = read(inode, off!(inode_mode))?;
-    let ino: u64 = read(inode, off!(inode_ino)).unwrap_or(0);
-    let sb = read_ptr(inode, off!(inode_sb));
-    let dev: u32 = read(sb, off!(sb_dev)).unwrap_or(0);
-    Some(FileInfo { inode, mode, ino, dev })
+    Some(FileInfo { inode, mode })
 }
 
 /// The syscall argument saved at byte offset `reg` of `struct pt_regs`, or 0 for `REG_NONE`.
@@ -109,9 +114,37 @@ pub fn syscall_arg(regs: *const u8, reg: u16) -> u64 {
     read::<u64>(regs, reg as usize).unwrap_or(0)
 }
 
+/// The current task's saved user registers: the syscall's arguments, at entry and at exit.
 #[inline(always)]
-pub fn syscall_nr(regs: *const u8) -> u32 {
-    read::<u64>(regs, off!(regs_nr)).unwrap_or(u64::MAX) as u32
+pub fn current_regs() -> *const u8 {
+    // SAFETY: both helpers are valid in tracing programs and never fail for current.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_task_pt_regs(aya_ebpf::helpers::generated::bpf_get_current_task_btf())
+            as *const u8
+    }
+}
+
+/// Fields every `syscalls:sys_{enter,exit}_*` tracepoint record starts with.
+pub struct SyscallTp {
+    pub nr: u32,
+    pub regs: *const u8,
+}
+
+impl SyscallTp {
+    /// `int __syscall_nr` is at offset 8 of every syscall tracepoint record.
+    #[inline(always)]
+    pub fn new(ctx: &aya_ebpf::programs::TracePointContext) -> SyscallTp {
+        // SAFETY: offset 8 is inside every syscall tracepoint record.
+        let nr: i32 = unsafe { ctx.read_at(8) }.unwrap_or(-1);
+        SyscallTp { nr: nr as u32, regs: current_regs() }
+    }
+
+    /// `long ret` of a `sys_exit_*` record.
+    #[inline(always)]
+    pub fn ret(ctx: &aya_ebpf::programs::TracePointContext) -> i64 {
+        // SAFETY: offset 16 is `ret` in every sys_exit record.
+        unsafe { ctx.read_at(16) }.unwrap_or(-1)
+    }
 }
 
 #[inline(always)]

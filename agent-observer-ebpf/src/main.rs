@@ -12,7 +12,6 @@ mod files;
 mod kernel;
 mod maps;
 mod process;
-mod syscalls;
 
 #[cfg(not(test))]
 #[panic_handler]

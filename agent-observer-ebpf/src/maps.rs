@@ -6,7 +6,7 @@ use agent_observer_common::{
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 
 /// Set by the daemon at load time.
@@ -39,12 +39,6 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 
 #[map]
 pub static SPECS: Array<SyscallSpec> = Array::with_max_entries(SYSCALL_SLOTS, 0);
 
-/// Per-syscall-number handlers for the `sys_enter` / `sys_exit` dispatchers.
-#[map]
-pub static ENTER_PROGS: ProgramArray = ProgramArray::with_max_entries(SYSCALL_SLOTS, 0);
-#[map]
-pub static EXIT_PROGS: ProgramArray = ProgramArray::with_max_entries(SYSCALL_SLOTS, 0);
-
 pub const SYSCALL_SLOTS: u32 = 512;
 
 /// Open write episodes: bytes and write counts per (process, open file).
@@ -60,6 +54,13 @@ pub static SCRATCH: PerCpuArray<[u8; 2 * SCRATCH_SIZE]> = PerCpuArray::with_max_
 pub fn config() -> &'static KernelConfig {
     // SAFETY: Global<T> is a transparent wrapper around an always-initialised T.
     unsafe { &*(&raw const CONFIG).cast::<KernelConfig>() }
+}
+
+#[inline(always)]
+pub fn is_tracked() -> bool {
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: read-only lookup.
+    unsafe { TRACKED.get(&tgid) }.is_some()
 }
 
 #[inline(always)]

@@ -354,7 +354,7 @@ impl Daemon {
         } else if self.sensors.armed() {
             let at = *self.disarm_at.get_or_insert_with(|| Instant::now() + DISARM_AFTER);
             if Instant::now() >= at {
-                self.sensors.disarm();
+                drop(self.sensors.disarm()); // detaches in the background
                 self.correlator.capture_disarmed();
                 self.disarm_at = None;
             }

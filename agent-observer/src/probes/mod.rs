@@ -14,13 +14,13 @@ pub mod offsets;
 pub mod process;
 pub mod syscalls;
 
-use std::{collections::BTreeSet, path::Path};
+use std::{borrow::Cow, collections::BTreeSet, path::Path};
 
 use agent_observer_common::{CommKey, KernelConfig, SyscallSpec, TRACK_PROVISIONAL, Tracked, WriteKey, WriteStats};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
-    programs::{RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{RawTracePoint, TracePoint, trace_point::TracePointLink},
 };
 pub use syscalls::Arming;
 use thiserror::Error;
@@ -53,10 +53,10 @@ pub enum ProbeError {
 }
 
 /// Where a program attaches.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Hook {
     /// A tracepoint `category/name`.
-    Tracepoint(&'static str, &'static str),
+    Tracepoint(&'static str, Cow<'static, str>),
     /// A raw tracepoint.
     Raw(&'static str),
 }
@@ -75,14 +75,10 @@ pub struct Sensors {
     ebpf: Ebpf,
     tracked: BpfHashMap<MapData, u32, Tracked>,
     writes: BpfHashMap<MapData, WriteKey, WriteStats>,
-    /// Held open: the kernel empties a program array once no user-space fd refers to it.
-    _dispatch: [ProgramArray<MapData>; 2],
-    syscall_links: Vec<(&'static str, RawTracePointLinkId)>,
+    /// Owned so they can be detached in parallel: each detach waits for an RCU grace period.
+    syscall_links: Vec<TracePointLink>,
     attached: Vec<(&'static str, Hook)>,
 }
-
-/// The two syscall dispatchers, attached together when syscall capture is armed.
-const DISPATCHERS: [(&str, &str); 2] = [("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
 
 #[derive(Clone, Debug, Default)]
 pub struct SensorOptions {
@@ -135,17 +131,10 @@ impl Sensors {
         let tracked = take_map(&mut ebpf, "TRACKED")?;
         let writes = take_map(&mut ebpf, "WRITES")?;
         let regs = offsets::regs_args(&btf).map_err(|e| ProbeError::Btf(e.to_string()))?;
-        let dispatch = load_syscall_handlers(&mut ebpf, &regs)?;
-        let mut sensors =
-            Sensors { ebpf, tracked, writes, _dispatch: dispatch, syscall_links: Vec::new(), attached: Vec::new() };
+        load_syscall_handlers(&mut ebpf, &regs)?;
+        let mut sensors = Sensors { ebpf, tracked, writes, syscall_links: Vec::new(), attached: Vec::new() };
         for (program, hook) in process::PROGRAMS {
-            sensors.attach(program, *hook)?;
-        }
-        for (program, _) in DISPATCHERS {
-            let prog = sensors.ebpf.program_mut(program).ok_or(ProbeError::MissingProgram { program })?;
-            let tp: &mut RawTracePoint =
-                prog.try_into().map_err(|source| ProbeError::ProgramLoad { program, source })?;
-            tp.load().map_err(|source| ProbeError::ProgramLoad { program, source })?;
+            sensors.attach(program, hook.clone())?;
         }
         if options.arming == Arming::Always {
             sensors.arm()?;
@@ -153,34 +142,38 @@ impl Sensors {
         Ok(sensors)
     }
 
-    /// Attaches the syscall dispatchers (idempotent).
+    /// Attaches every syscall handler to its syscalls' tracepoints (idempotent). A syscall this
+    /// kernel does not have (no tracepoint) cannot be called, so it is skipped.
     pub fn arm(&mut self) -> Result<(), ProbeError> {
         if !self.syscall_links.is_empty() {
             return Ok(());
         }
-        for (program, tracepoint) in DISPATCHERS {
+        for (_, name, handler, _) in syscalls::TABLE {
+            let program = handler.program();
+            let tracepoint = handler.tracepoint(name);
+            if !tracepoint_exists("syscalls", &tracepoint) {
+                log::debug!("no tracepoint syscalls:{tracepoint} on this kernel");
+                continue;
+            }
+            let hook = Hook::Tracepoint("syscalls", Cow::Owned(tracepoint.clone()));
             let prog = self.ebpf.program_mut(program).ok_or(ProbeError::MissingProgram { program })?;
-            let hook = Hook::Raw(tracepoint);
             let attach_err = |source| ProbeError::Attach { program, hook: hook.to_string(), source };
-            let tp: &mut RawTracePoint = prog.try_into().map_err(attach_err)?;
-            let link = tp.attach(tracepoint).map_err(attach_err)?;
-            self.syscall_links.push((program, link));
+            let tp: &mut TracePoint = prog.try_into().map_err(attach_err)?;
+            let link = tp.attach("syscalls", &tracepoint).map_err(attach_err)?;
+            let link = tp.take_link(link).map_err(attach_err)?;
+            self.syscall_links.push(link);
             self.attached.push((program, hook));
         }
         Ok(())
     }
 
-    /// Detaches the syscall dispatchers: untracked processes stop paying the syscall slow path.
-    pub fn disarm(&mut self) {
-        for (program, link) in self.syscall_links.drain(..) {
-            if let Some(prog) = self.ebpf.program_mut(program) {
-                let tp: Result<&mut RawTracePoint, _> = prog.try_into();
-                if let Ok(tp) = tp {
-                    let _ = tp.detach(link);
-                }
-            }
-            self.attached.retain(|(p, _)| *p != program);
-        }
+    /// Detaches the syscall handlers: other processes stop paying for them. Each detach waits
+    /// for an RCU grace period (tens of ms in a VM) and the kernel serialises them, so this runs
+    /// on its own thread; the returned handle finishes it.
+    pub fn disarm(&mut self) -> std::thread::JoinHandle<()> {
+        let links = std::mem::take(&mut self.syscall_links);
+        self.attached.retain(|(_, hook)| !matches!(hook, Hook::Tracepoint("syscalls", _)));
+        std::thread::spawn(move || drop(links))
     }
 
     pub fn armed(&self) -> bool {
@@ -198,7 +191,7 @@ impl Sensors {
     fn attach(&mut self, program: &'static str, hook: Hook) -> Result<(), ProbeError> {
         let prog = self.ebpf.program_mut(program).ok_or(ProbeError::MissingProgram { program })?;
         let attach_err = |source| ProbeError::Attach { program, hook: hook.to_string(), source };
-        match hook {
+        match &hook {
             Hook::Tracepoint(category, name) => {
                 let tp: &mut TracePoint = prog.try_into().map_err(attach_err)?;
                 tp.load().map_err(|source| ProbeError::ProgramLoad { program, source })?;
@@ -247,29 +240,29 @@ impl Sensors {
     }
 }
 
+
 /// `file->f_mode` bit set when an open created the file (include/linux/fs.h, stable since 4.19).
 const FMODE_CREATED: u32 = crate::intake::record::FMODE_CREATED;
 
-/// Loads every syscall handler and points each syscall number at its handler.
-fn load_syscall_handlers(ebpf: &mut Ebpf, regs: &[u32; 6]) -> Result<[ProgramArray<MapData>; 2], ProbeError> {
+/// Loads every syscall handler and gives the kernel each syscall's argument layout.
+fn load_syscall_handlers(ebpf: &mut Ebpf, regs: &[u32; 6]) -> Result<(), ProbeError> {
     let mut specs: Array<MapData, SyscallSpec> = take_map(ebpf, "SPECS")?;
-    let mut enter: ProgramArray<MapData> = take_map(ebpf, "ENTER_PROGS")?;
-    let mut exit: ProgramArray<MapData> = take_map(ebpf, "EXIT_PROGS")?;
     for handler in syscalls::HANDLERS {
         let program = handler.program();
         let prog = ebpf.program_mut(program).ok_or(ProbeError::MissingProgram { program })?;
-        let tp: &mut RawTracePoint = prog.try_into().map_err(|source| ProbeError::ProgramLoad { program, source })?;
+        let tp: &mut TracePoint = prog.try_into().map_err(|source| ProbeError::ProgramLoad { program, source })?;
         tp.load().map_err(|source| ProbeError::ProgramLoad { program, source })?;
     }
-    for (nr, handler, layout) in syscalls::TABLE {
+    for (nr, _, _, layout) in syscalls::TABLE {
         specs.set(*nr, layout.to_spec(regs), 0).map_err(|source| ProbeError::Map { map: "SPECS", source })?;
-        let program = handler.program();
-        let prog = ebpf.program(program).ok_or(ProbeError::MissingProgram { program })?;
-        let fd = prog.fd().map_err(|source| ProbeError::ProgramLoad { program, source })?;
-        let (table, name) = if handler.at_entry() { (&mut enter, "ENTER_PROGS") } else { (&mut exit, "EXIT_PROGS") };
-        table.set(*nr, fd, 0).map_err(|source| ProbeError::Map { map: name, source })?;
     }
-    Ok([enter, exit])
+    Ok(())
+}
+
+fn tracepoint_exists(category: &str, name: &str) -> bool {
+    ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"]
+        .iter()
+        .any(|root| Path::new(root).join(category).join(name).exists())
 }
 
 fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>

@@ -49,7 +49,6 @@ pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
         sock_rcv_saddr: o("sock", "__sk_common.skc_rcv_saddr")?,
         sock_v6_daddr: o("sock", "__sk_common.skc_v6_daddr")?,
         sock_v6_rcv_saddr: o("sock", "__sk_common.skc_v6_rcv_saddr")?,
-        regs_nr: regs_nr(btf)?,
         file_refs: file_refs(btf)?.0,
         file_refs_bias: file_refs(btf)?.1,
     })
@@ -74,11 +73,6 @@ pub fn regs_args(btf: &Btf) -> Result<[u32; 6], BtfError> {
     Ok(out)
 }
 
-#[cfg(target_arch = "x86_64")]
-fn regs_nr(btf: &Btf) -> Result<u32, BtfError> {
-    btf.offset_of("pt_regs", "orig_ax")
-}
-
 #[cfg(target_arch = "aarch64")]
 pub fn regs_args(btf: &Btf) -> Result<[u32; 6], BtfError> {
     // x0 is overwritten by the return value; the kernel keeps the first argument in orig_x0.
@@ -87,10 +81,6 @@ pub fn regs_args(btf: &Btf) -> Result<[u32; 6], BtfError> {
     Ok([btf.offset_of("pt_regs", "orig_x0")?, regs + 8, regs + 16, regs + 24, regs + 32, regs + 40])
 }
 
-#[cfg(target_arch = "aarch64")]
-fn regs_nr(btf: &Btf) -> Result<u32, BtfError> {
-    btf.offset_of("pt_regs", "syscallno")
-}
 
 #[cfg(test)]
 mod tests {
@@ -105,6 +95,6 @@ mod tests {
         assert!(offsets.mm_arg_end > offsets.mm_arg_start);
         assert_eq!(offsets.qstr_name, 8, "qstr is {{ hash_len, name }}");
         #[cfg(target_arch = "x86_64")]
-        assert_eq!((regs_args(&btf).unwrap()[0], offsets.regs_nr), (112, 120), "pt_regs.di and orig_ax");
+        assert_eq!(regs_args(&btf).unwrap()[0], 112, "pt_regs.di");
     }
 }

@@ -1,10 +1,11 @@
-//! The syscall sensors: which syscall numbers go to which kernel handler, and how each one's
-//! arguments are read. The kernel side is arch-neutral; this table is per architecture.
+//! The syscall sensors: which syscalls go to which kernel handler, and how each one's arguments
+//! are read. The kernel side is arch-neutral; this table is per architecture.
 //!
 //! # Cost
-//! Attaching `sys_enter`/`sys_exit` sends every syscall of every task through the kernel's
-//! syscall slow path (about 0.3 µs per syscall measured on a 2-core VM). Untracked tasks then
-//! cost one map lookup. See [`Arming`] for running the hooks only while sessions are live.
+//! Each handler is attached to the `syscalls:sys_{enter,exit}_NAME` tracepoints of the syscalls
+//! it handles, so a syscall not listed here runs no BPF. A listed one costs every process, tracked
+//! or not, one program run and one map lookup (about 0.1-0.2 µs on a 2-core VM). See [`Arming`]
+//! for attaching them only while sessions are live.
 
 use agent_observer_common::{REG_NONE, SyscallSpec, op};
 
@@ -33,6 +34,11 @@ impl Handler {
 
     pub fn at_entry(self) -> bool {
         matches!(self, Handler::FileClose)
+    }
+
+    /// The tracepoint (in `syscalls`) for syscall `name`.
+    pub fn tracepoint(self, name: &str) -> String {
+        if self.at_entry() { format!("sys_enter_{name}") } else { format!("sys_exit_{name}") }
     }
 }
 
@@ -99,70 +105,70 @@ impl Layout {
 
 /// (syscall number, handler, argument layout).
 #[cfg(target_arch = "x86_64")]
-pub const TABLE: &[(u32, Handler, Layout)] = &[
-    (2, Handler::FileOpen, spec(op::OPEN, N, N, 0, N, N, 1, 2)),        // open
-    (257, Handler::FileOpen, spec(op::OPEN, N, 0, 1, N, N, 2, 3)),      // openat
-    (437, Handler::FileOpen, spec(op::OPEN_HOW, N, 0, 1, N, N, 2, N)),  // openat2
-    (85, Handler::FileOpen, spec(op::CREAT, N, N, 0, N, N, N, 1)),      // creat
-    (1, Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2)),      // write
-    (18, Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2)),     // pwrite64
-    (20, Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),     // writev
-    (296, Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),    // pwritev
-    (328, Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),    // pwritev2
-    (40, Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),     // sendfile (out_fd)
-    (326, Handler::FileWrite, spec(op::WRITE, 2, N, N, N, N, N, N)),    // copy_file_range (fd_out)
-    (275, Handler::FileWrite, spec(op::WRITE, 2, N, N, N, N, N, N)),    // splice (fd_out)
-    (3, Handler::FileClose, spec(op::CLOSE, 0, N, N, N, N, N, N)),      // close
-    (33, Handler::FileClose, spec(op::DUP_OVER, 1, N, N, N, N, N, 0)),  // dup2(old, new)
-    (292, Handler::FileClose, spec(op::DUP_OVER, 1, N, N, N, N, N, 0)), // dup3(old, new, flags)
-    (82, Handler::FileOp, spec(op::RENAME, N, N, 0, N, 1, N, N)),       // rename
-    (264, Handler::FileOp, spec(op::RENAME, N, 0, 1, 2, 3, N, N)),      // renameat
-    (316, Handler::FileOp, spec(op::RENAME, N, 0, 1, 2, 3, 4, N)),      // renameat2
-    (87, Handler::FileOp, spec(op::UNLINK, N, N, 0, N, N, N, N)),       // unlink
-    (263, Handler::FileOp, spec(op::UNLINK, N, 0, 1, N, N, 2, N)),      // unlinkat (AT_REMOVEDIR)
-    (84, Handler::FileOp, spec(op::RMDIR, N, N, 0, N, N, N, N)),        // rmdir
-    (83, Handler::FileOp, spec(op::MKDIR, N, N, 0, N, N, N, 1)),        // mkdir
-    (258, Handler::FileOp, spec(op::MKDIR, N, 0, 1, N, N, N, 2)),       // mkdirat
-    (90, Handler::FileOp, spec(op::CHMOD, N, N, 0, N, N, N, 1)),        // chmod
-    (91, Handler::FileOp, spec(op::CHMOD, 0, N, N, N, N, N, 1)),        // fchmod
-    (268, Handler::FileOp, spec(op::CHMOD, N, 0, 1, N, N, N, 2)),       // fchmodat
-    (452, Handler::FileOp, spec(op::CHMOD, N, 0, 1, N, N, 3, 2)),       // fchmodat2
-    (88, Handler::FileOp, spec(op::SYMLINK, N, N, 0, N, 1, N, N)),      // symlink(target, path)
-    (266, Handler::FileOp, spec(op::SYMLINK, N, N, 0, 1, 2, N, N)),     // symlinkat
-    (86, Handler::FileOp, spec(op::LINK, N, N, 0, N, 1, N, N)),         // link
-    (265, Handler::FileOp, spec(op::LINK, N, 0, 1, 2, 3, 4, N)),        // linkat
-    (76, Handler::FileOp, spec(op::TRUNCATE, N, N, 0, N, N, N, 1)),     // truncate
-    (77, Handler::FileOp, spec(op::TRUNCATE, 0, N, N, N, N, N, 1)),     // ftruncate
-    (9, Handler::FileOp, spec(op::MMAP, 4, N, N, N, N, 3, 1).with_extra(2)), // mmap(addr, len, prot, flags, fd)
+pub const TABLE: &[(u32, &str, Handler, Layout)] = &[
+    (2, "open", Handler::FileOpen, spec(op::OPEN, N, N, 0, N, N, 1, 2)),
+    (257, "openat", Handler::FileOpen, spec(op::OPEN, N, 0, 1, N, N, 2, 3)),
+    (437, "openat2", Handler::FileOpen, spec(op::OPEN_HOW, N, 0, 1, N, N, 2, N)),
+    (85, "creat", Handler::FileOpen, spec(op::CREAT, N, N, 0, N, N, N, 1)),
+    (1, "write", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2)),
+    (18, "pwrite64", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2)),
+    (20, "writev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
+    (296, "pwritev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
+    (328, "pwritev2", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
+    (40, "sendfile", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)), // (out_fd)
+    (326, "copy_file_range", Handler::FileWrite, spec(op::WRITE, 2, N, N, N, N, N, N)), // (fd_out)
+    (275, "splice", Handler::FileWrite, spec(op::WRITE, 2, N, N, N, N, N, N)), // (fd_out)
+    (3, "close", Handler::FileClose, spec(op::CLOSE, 0, N, N, N, N, N, N)),
+    (33, "dup2", Handler::FileClose, spec(op::DUP_OVER, 1, N, N, N, N, N, 0)), //(old, new)
+    (292, "dup3", Handler::FileClose, spec(op::DUP_OVER, 1, N, N, N, N, N, 0)), //(old, new, flags)
+    (82, "rename", Handler::FileOp, spec(op::RENAME, N, N, 0, N, 1, N, N)),
+    (264, "renameat", Handler::FileOp, spec(op::RENAME, N, 0, 1, 2, 3, N, N)),
+    (316, "renameat2", Handler::FileOp, spec(op::RENAME, N, 0, 1, 2, 3, 4, N)),
+    (87, "unlink", Handler::FileOp, spec(op::UNLINK, N, N, 0, N, N, N, N)),
+    (263, "unlinkat", Handler::FileOp, spec(op::UNLINK, N, 0, 1, N, N, 2, N)), // (AT_REMOVEDIR)
+    (84, "rmdir", Handler::FileOp, spec(op::RMDIR, N, N, 0, N, N, N, N)),
+    (83, "mkdir", Handler::FileOp, spec(op::MKDIR, N, N, 0, N, N, N, 1)),
+    (258, "mkdirat", Handler::FileOp, spec(op::MKDIR, N, 0, 1, N, N, N, 2)),
+    (90, "chmod", Handler::FileOp, spec(op::CHMOD, N, N, 0, N, N, N, 1)),
+    (91, "fchmod", Handler::FileOp, spec(op::CHMOD, 0, N, N, N, N, N, 1)),
+    (268, "fchmodat", Handler::FileOp, spec(op::CHMOD, N, 0, 1, N, N, N, 2)),
+    (452, "fchmodat2", Handler::FileOp, spec(op::CHMOD, N, 0, 1, N, N, 3, 2)),
+    (88, "symlink", Handler::FileOp, spec(op::SYMLINK, N, N, 0, N, 1, N, N)), //(target, path)
+    (266, "symlinkat", Handler::FileOp, spec(op::SYMLINK, N, N, 0, 1, 2, N, N)),
+    (86, "link", Handler::FileOp, spec(op::LINK, N, N, 0, N, 1, N, N)),
+    (265, "linkat", Handler::FileOp, spec(op::LINK, N, 0, 1, 2, 3, 4, N)),
+    (76, "truncate", Handler::FileOp, spec(op::TRUNCATE, N, N, 0, N, N, N, 1)),
+    (77, "ftruncate", Handler::FileOp, spec(op::TRUNCATE, 0, N, N, N, N, N, 1)),
+    (9, "mmap", Handler::FileOp, spec(op::MMAP, 4, N, N, N, N, 3, 1).with_extra(2)), //(addr, len, prot, flags, fd)
 ];
 
 /// aarch64 has only the *at variants.
 #[cfg(target_arch = "aarch64")]
-pub const TABLE: &[(u32, Handler, Layout)] = &[
-    (56, Handler::FileOpen, spec(op::OPEN, N, 0, 1, N, N, 2, 3)),       // openat
-    (437, Handler::FileOpen, spec(op::OPEN_HOW, N, 0, 1, N, N, 2, N)),  // openat2
-    (64, Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2)),     // write
-    (68, Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2)),     // pwrite64
-    (66, Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),     // writev
-    (70, Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),     // pwritev
-    (287, Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),    // pwritev2
-    (71, Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),     // sendfile
-    (285, Handler::FileWrite, spec(op::WRITE, 2, N, N, N, N, N, N)),    // copy_file_range
-    (76, Handler::FileWrite, spec(op::WRITE, 2, N, N, N, N, N, N)),     // splice
-    (57, Handler::FileClose, spec(op::CLOSE, 0, N, N, N, N, N, N)),     // close
-    (24, Handler::FileClose, spec(op::DUP_OVER, 1, N, N, N, N, N, 0)),  // dup3
-    (38, Handler::FileOp, spec(op::RENAME, N, 0, 1, 2, 3, N, N)),       // renameat
-    (276, Handler::FileOp, spec(op::RENAME, N, 0, 1, 2, 3, 4, N)),      // renameat2
-    (35, Handler::FileOp, spec(op::UNLINK, N, 0, 1, N, N, 2, N)),       // unlinkat
-    (34, Handler::FileOp, spec(op::MKDIR, N, 0, 1, N, N, N, 2)),        // mkdirat
-    (52, Handler::FileOp, spec(op::CHMOD, 0, N, N, N, N, N, 1)),        // fchmod
-    (53, Handler::FileOp, spec(op::CHMOD, N, 0, 1, N, N, N, 2)),        // fchmodat
-    (452, Handler::FileOp, spec(op::CHMOD, N, 0, 1, N, N, 3, 2)),       // fchmodat2
-    (36, Handler::FileOp, spec(op::SYMLINK, N, N, 0, 1, 2, N, N)),      // symlinkat
-    (37, Handler::FileOp, spec(op::LINK, N, 0, 1, 2, 3, 4, N)),         // linkat
-    (45, Handler::FileOp, spec(op::TRUNCATE, N, N, 0, N, N, N, 1)),     // truncate
-    (46, Handler::FileOp, spec(op::TRUNCATE, 0, N, N, N, N, N, 1)),     // ftruncate
-    (222, Handler::FileOp, spec(op::MMAP, 4, N, N, N, N, 3, 1).with_extra(2)), // mmap
+pub const TABLE: &[(u32, &str, Handler, Layout)] = &[
+    (56, "openat", Handler::FileOpen, spec(op::OPEN, N, 0, 1, N, N, 2, 3)),
+    (437, "openat2", Handler::FileOpen, spec(op::OPEN_HOW, N, 0, 1, N, N, 2, N)),
+    (64, "write", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2)),
+    (68, "pwrite64", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2)),
+    (66, "writev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
+    (70, "pwritev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
+    (287, "pwritev2", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
+    (71, "sendfile", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
+    (285, "copy_file_range", Handler::FileWrite, spec(op::WRITE, 2, N, N, N, N, N, N)),
+    (76, "splice", Handler::FileWrite, spec(op::WRITE, 2, N, N, N, N, N, N)),
+    (57, "close", Handler::FileClose, spec(op::CLOSE, 0, N, N, N, N, N, N)),
+    (24, "dup3", Handler::FileClose, spec(op::DUP_OVER, 1, N, N, N, N, N, 0)),
+    (38, "renameat", Handler::FileOp, spec(op::RENAME, N, 0, 1, 2, 3, N, N)),
+    (276, "renameat2", Handler::FileOp, spec(op::RENAME, N, 0, 1, 2, 3, 4, N)),
+    (35, "unlinkat", Handler::FileOp, spec(op::UNLINK, N, 0, 1, N, N, 2, N)),
+    (34, "mkdirat", Handler::FileOp, spec(op::MKDIR, N, 0, 1, N, N, N, 2)),
+    (52, "fchmod", Handler::FileOp, spec(op::CHMOD, 0, N, N, N, N, N, 1)),
+    (53, "fchmodat", Handler::FileOp, spec(op::CHMOD, N, 0, 1, N, N, N, 2)),
+    (452, "fchmodat2", Handler::FileOp, spec(op::CHMOD, N, 0, 1, N, N, 3, 2)),
+    (36, "symlinkat", Handler::FileOp, spec(op::SYMLINK, N, N, 0, 1, 2, N, N)),
+    (37, "linkat", Handler::FileOp, spec(op::LINK, N, 0, 1, 2, 3, 4, N)),
+    (45, "truncate", Handler::FileOp, spec(op::TRUNCATE, N, N, 0, N, N, N, 1)),
+    (46, "ftruncate", Handler::FileOp, spec(op::TRUNCATE, 0, N, N, N, N, N, 1)),
+    (222, "mmap", Handler::FileOp, spec(op::MMAP, 4, N, N, N, N, 3, 1).with_extra(2)),
 ];
 
 /// Every handler program, so each is loaded once.
@@ -175,7 +181,7 @@ mod tests {
     #[test]
     fn every_syscall_number_is_listed_once_and_fits_the_dispatch_table() {
         let mut seen = std::collections::HashSet::new();
-        for (nr, handler, spec) in TABLE {
+        for (nr, _, handler, spec) in TABLE {
             assert!(*nr < 512, "{nr} beyond SYSCALL_SLOTS");
             assert!(seen.insert(*nr), "{nr} listed twice");
             assert!(HANDLERS.contains(handler));
@@ -186,9 +192,20 @@ mod tests {
     }
 
     #[test]
+    fn every_listed_syscall_has_a_tracepoint_on_this_kernel() {
+        let events = std::path::Path::new("/sys/kernel/tracing/events/syscalls");
+        assert!(events.exists() || std::path::Path::new("/sys/kernel/debug/tracing/events/syscalls").exists(), "tracefs must be mounted");
+        let root = if events.exists() { events.to_path_buf() } else { "/sys/kernel/debug/tracing/events/syscalls".into() };
+        for (_, name, handler, _) in TABLE {
+            let tp = handler.tracepoint(name);
+            assert!(root.join(&tp).exists(), "{tp} missing");
+        }
+    }
+
+    #[test]
     fn layouts_become_register_offsets() {
         let regs = [112, 104, 96, 56, 72, 64];
-        let (_, _, layout) = TABLE.iter().find(|(nr, _, l)| l.op == op::RENAME && l.flags != N && *nr > 0).unwrap();
+        let (_, _, _, layout) = TABLE.iter().find(|(nr, _, _, l)| l.op == op::RENAME && l.flags != N && *nr > 0).unwrap();
         let spec = layout.to_spec(&regs);
         assert_eq!((spec.dirfd_a, spec.name_a, spec.dirfd_b, spec.name_b), (112, 104, 96, 56));
         assert_eq!(spec.fd, REG_NONE);
@@ -196,7 +213,7 @@ mod tests {
 
     #[test]
     fn fd_and_path_handlers_have_what_they_read() {
-        for (nr, handler, spec) in TABLE {
+        for (nr, _, handler, spec) in TABLE {
             match handler {
                 Handler::FileWrite | Handler::FileClose => assert_ne!(spec.fd, N, "{nr}"),
                 Handler::FileOp => assert!(spec.fd != N || spec.name_a != N, "{nr}"),
