@@ -94,13 +94,13 @@ pub struct ExecView<'a> {
 }
 
 /// A compiled set of user rules and enabled catalogue entries.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Matcher {
     rules: Vec<UserRule>,
     catalogue: Vec<&'static AgentDef>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct UserRule {
     name: String,
     exe: Option<Glob>,
@@ -207,7 +207,7 @@ pub fn basename(path: &str) -> &str {
 }
 
 /// A shell-style pattern with `*` and `?`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Glob {
     pattern: String,
 }

@@ -36,7 +36,7 @@ const TOKEN_PATTERNS: &[&str] = &[
     r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
 ];
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Redactor {
     /// Each regex has either no groups, or groups kept around the secret: prefix, separator
     /// and an optional suffix.
@@ -45,9 +45,13 @@ pub struct Redactor {
     extra_flags: Vec<String>,
 }
 
+static BUILT_IN: std::sync::LazyLock<Redactor> =
+    std::sync::LazyLock::new(|| Redactor::new(&RedactionConfig::default()).expect("built-in patterns compile"));
+
 impl Default for Redactor {
+    /// The built-in rules, compiled once (regexes are cheap to clone).
     fn default() -> Self {
-        Redactor::new(&RedactionConfig::default()).expect("built-in patterns compile")
+        BUILT_IN.clone()
     }
 }
 
