@@ -22,6 +22,7 @@ const APT: &[(&str, &str)] = &[
 const PIP: &[&str] = &["rotel==0.0.1a15", "kubernetes-validate==1.37.0"];
 
 pub fn run(with_tests: bool) -> Result<()> {
+    tracefs()?;
     apt()?;
     nightly()?;
     bpf_linker()?;
@@ -55,6 +56,14 @@ fn apt() -> Result<()> {
     let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
     install.extend(missing);
     apt(&install)
+}
+
+/// The daemon mounts tracefs itself; the tests that inspect it need it before any daemon runs.
+fn tracefs() -> Result<()> {
+    if std::path::Path::new("/sys/kernel/tracing/events").exists() || !crate::util::is_root() {
+        return Ok(());
+    }
+    run_status(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]))
 }
 
 fn nightly() -> Result<()> {

@@ -115,7 +115,7 @@ pub const TABLE: &[(u32, &str, Handler, Layout)] = &[
     (20, "writev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
     (296, "pwritev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
     (328, "pwritev2", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
-    (40, "sendfile", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)), // (out_fd)
+    (40, "sendfile64", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)), // (out_fd)
     (326, "copy_file_range", Handler::FileWrite, spec(op::WRITE, 2, N, N, N, N, N, N)), // (fd_out)
     (275, "splice", Handler::FileWrite, spec(op::WRITE, 2, N, N, N, N, N, N)), // (fd_out)
     (3, "close", Handler::FileClose, spec(op::CLOSE, 0, N, N, N, N, N, N)),
@@ -152,7 +152,7 @@ pub const TABLE: &[(u32, &str, Handler, Layout)] = &[
     (66, "writev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
     (70, "pwritev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
     (287, "pwritev2", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
-    (71, "sendfile", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
+    (71, "sendfile64", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
     (285, "copy_file_range", Handler::FileWrite, spec(op::WRITE, 2, N, N, N, N, N, N)),
     (76, "splice", Handler::FileWrite, spec(op::WRITE, 2, N, N, N, N, N, N)),
     (57, "close", Handler::FileClose, spec(op::CLOSE, 0, N, N, N, N, N, N)),
