@@ -74,7 +74,7 @@ fn test(args: &[String]) -> Result<()> {
     let bin = root_dir().join("target/debug/agent-observer");
     let mut cmd = std::process::Command::new("cargo");
     cmd.current_dir(root_dir())
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--exclude", "agent-observer-ebpf"])
         .args(args)
         .env("AGENT_OBSERVER_BIN", &bin)
         .env("AGENT_OBSERVER_TEST_TOOLS", setup::tools_dir());
