@@ -49,6 +49,8 @@ pub struct Offsets {
     pub sock_rcv_saddr: u32,
     pub sock_v6_daddr: u32,
     pub sock_v6_rcv_saddr: u32,
+    /// `struct pt_regs` offset of the syscall number (orig_ax on x86_64).
+    pub regs_nr: u32,
     /// `struct file` reference count: `f_ref` (6.13+, holds refs - 1) or `f_count` (refs).
     pub file_refs: u32,
     /// Added to the raw count to get the number of references: 1 for `f_ref`, 0 for `f_count`.
@@ -130,7 +132,9 @@ pub mod stat {
     pub const DATA_LOST_BYTES: u32 = 5;
     /// A file record was built but a path or name had to be cut.
     pub const PATH_TRUNCATED: u32 = 6;
-    pub const COUNT: u32 = 8;
+    /// The socket map was full: a connection's counters were not kept.
+    pub const SOCKS_FULL: u32 = 7;
+    pub const COUNT: u32 = 16;
 }
 
 /// How the kernel reads one syscall's arguments: where in the saved registers each one is.
@@ -152,7 +156,11 @@ pub struct SyscallSpec {
     pub value: u16,
     /// One more argument some ops need (mmap: prot).
     pub extra: u16,
-    pub _pad: [u16; 3],
+    /// Socket data: where the user buffer is (`buf`), or the iovec array (`iov`, with `value`
+    /// its count), or the msghdr (`msg`).
+    pub buf: u16,
+    pub iov: u16,
+    pub msg: u16,
 }
 
 /// No such argument.
@@ -179,6 +187,9 @@ pub mod op {
     pub const LINK: u8 = 16;
     pub const TRUNCATE: u8 = 17;
     pub const MMAP: u8 = 18;
+    pub const CONNECT: u8 = 19;
+    /// Socket data through a plain buffer, an iovec array or a msghdr (see `SyscallSpec`).
+    pub const SOCK_DATA: u8 = 20;
 }
 
 #[cfg(feature = "user")]
@@ -186,6 +197,7 @@ mod pod {
     unsafe impl aya::Pod for super::SyscallSpec {}
     unsafe impl aya::Pod for super::WriteKey {}
     unsafe impl aya::Pod for super::WriteStats {}
+    unsafe impl aya::Pod for crate::record::SockStats {}
     // SAFETY: plain #[repr(C)] integers without padding holes that matter to the kernel.
     unsafe impl aya::Pod for super::KernelConfig {}
     unsafe impl aya::Pod for super::Tracked {}

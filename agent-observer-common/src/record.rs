@@ -26,6 +26,16 @@ pub mod kind {
     pub const FILE_CLOSE: u16 = 12;
     /// A namespace or metadata change: rename, unlink, mkdir, chmod, link, truncate, mmap.
     pub const FILE_OP: u16 = 13;
+    /// A tracked process mapped a file executable (a library loaded at run time).
+    pub const EXEC_MAP: u16 = 14;
+    /// A TCP connection: connected by a tracked process, or first seen carrying its data.
+    pub const SOCK_OPEN: u16 = 20;
+    /// Its last fd closed (or its process exited): final counters.
+    pub const SOCK_CLOSE: u16 = 21;
+    /// A chunk of bytes: plaintext through a TLS library, or bytes on a plain socket.
+    pub const DATA: u16 = 22;
+    /// A TLS object (SSL *) used over a socket.
+    pub const TLS_ASSOC: u16 = 23;
 }
 
 /// Maximum bytes of a path (leaf-first components) carried in one record.
@@ -169,3 +179,128 @@ pub struct FileOpRecord {
 
 pub const OP_NAME_A_TRUNCATED: u16 = 1 << 0;
 pub const OP_NAME_B_TRUNCATED: u16 = 1 << 1;
+
+/// `SOCK_OPEN`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockRecord {
+    pub header: Header,
+    /// `struct sock *`: the connection's identity while it lives.
+    pub sk: u64,
+    pub fd: i32,
+    /// AF_INET or AF_INET6.
+    pub family: u16,
+    /// `SOCK_*` bits.
+    pub flags: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub _pad: u32,
+    /// IPv4 addresses in the first 4 bytes, network order.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+/// Found via connect(2); without it the socket was first seen carrying data.
+pub const SOCK_CONNECTED: u16 = 1 << 0;
+
+/// `SOCK_CLOSE`: totals over the connection's life.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockCloseRecord {
+    pub header: Header,
+    pub sk: u64,
+    pub stats: SockStats,
+}
+
+/// Value of the `SOCKS` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockStats {
+    pub bytes_sent: u64,
+    pub bytes_recv: u64,
+    pub sends: u64,
+    pub recvs: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// tgid that connected (or was first seen using it).
+    pub tgid: u32,
+    /// `STREAM_*` bits.
+    pub flags: u32,
+}
+
+/// The first bytes sent were a TLS handshake record: later bytes are ciphertext and only counted.
+pub const STREAM_TLS: u32 = 1 << 0;
+/// The first bytes were seen and classified.
+pub const STREAM_CLASSIFIED: u32 = 1 << 1;
+
+/// Bytes a `DATA` record carries at most.
+pub const CHUNK_MAX: usize = 8192;
+
+/// `DATA`: one chunk of one call (one SSL_write, one send...). Followed by `len` bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DataRecord {
+    pub header: Header,
+    /// `struct sock *` for sockets, the TLS object (SSL *, gnutls session...) for TLS.
+    pub conn: u64,
+    /// Bytes the call moved in all.
+    pub call_len: u64,
+    /// Where this chunk starts within the call.
+    pub offset: u32,
+    pub len: u16,
+    /// `DATA_*` bits.
+    pub flags: u16,
+    /// `tls::LIB_*` for TLS data, 0 for sockets.
+    pub library: u32,
+    pub _pad: u32,
+}
+
+pub const DATA_TLS: u16 = 1 << 0;
+pub const DATA_RECV: u16 = 1 << 1;
+/// The last chunk of its call.
+pub const DATA_LAST: u16 = 1 << 2;
+/// Bytes of the call beyond this chunk were not captured (chunk limit, ring buffer full or
+/// unreadable memory); `call_len` says how many there were.
+pub const DATA_TRUNCATED: u16 = 1 << 3;
+
+/// `TLS_ASSOC`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TlsAssocRecord {
+    pub header: Header,
+    pub tls: u64,
+    pub sk: u64,
+    /// The socket I/O happened inside a TLS call (certain), or right after one on the same
+    /// thread (likely: libraries with in-memory BIOs, like Node's).
+    pub inside_call: u32,
+    pub _pad: u32,
+}
+
+/// What a TLS probe reports, packed into its attach cookie.
+pub mod tls {
+    /// Bit 0: receives (SSL_read...); clear: sends.
+    pub const COOKIE_RECV: u64 = 1 << 0;
+    /// Bit 1: the byte count is stored through an out-parameter (SSL_read_ex...).
+    pub const COOKIE_OUT_PARAM: u64 = 1 << 1;
+    /// Bits 8-15: that out-parameter's register, as its byte offset in `struct pt_regs` / 8
+    /// (the verifier forbids computed context offsets, so the kernel reads it this way).
+    pub const COOKIE_OUT_REG_SHIFT: u64 = 8;
+    /// Bits 16-23: `LIB_*`.
+    pub const COOKIE_LIB_SHIFT: u64 = 16;
+
+    pub const LIB_OPENSSL: u32 = 1;
+    pub const LIB_BORINGSSL: u32 = 2;
+    pub const LIB_GNUTLS: u32 = 3;
+    pub const LIB_NSS: u32 = 4;
+}
+
+/// `EXEC_MAP`: followed by `path_len` bytes of leaf-first path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecMapRecord {
+    pub header: Header,
+    pub file: FileRef,
+    pub path_len: u16,
+    pub path_flags: u16,
+    pub _pad: u32,
+}

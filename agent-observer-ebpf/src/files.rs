@@ -11,7 +11,7 @@
 //! count; pipes, sockets, ttys and devices are skipped by inode type.
 
 use agent_observer_common::{
-    CLOSE_NOT_LAST, CloseRecord, FileOpRecord, FileRecord, FileRef, NAME_MAX_ARG, OP_NAME_A_TRUNCATED,
+    CLOSE_NOT_LAST, CloseRecord, ExecMapRecord, FileOpRecord, FileRecord, FileRef, NAME_MAX_ARG, OP_NAME_A_TRUNCATED,
     OP_NAME_B_TRUNCATED, REG_NONE, SyscallSpec, WriteKey, WriteStats, kind, op, stat,
 };
 use aya_ebpf::{
@@ -35,6 +35,8 @@ const O_TRUNC: u64 = 0o1000;
 const FMODE_WRITE: u32 = 0x2;
 const AT_FDCWD: i32 = -100;
 const PROT_WRITE: u64 = 0x2;
+const PROT_EXEC: u64 = 0x4;
+const S_IFSOCK: u16 = 0o140000;
 const MAP_TYPE: u64 = 0xf;
 const MAP_SHARED: u64 = 0x1;
 const MAP_SHARED_VALIDATE: u64 = 0x3;
@@ -79,8 +81,8 @@ fn send_file_record(kind: u16, file: *const u8, info: &FileInfo, fd: i64, flags:
         path_flags,
         _pad: 0,
     };
-    // SAFETY: the scratch buffer starts with room for the fixed part.
-    unsafe { core::ptr::write_unaligned(buf.cast::<FileRecord>(), record) };
+    // SAFETY: the scratch buffer (8-byte aligned) starts with room for the fixed part.
+    unsafe { buf.cast::<FileRecord>().write(record) };
     submit(buf, fixed + path_len);
 }
 
@@ -192,6 +194,10 @@ pub fn file_close(ctx: TracePointContext) -> u32 {
     }
     let file = fd_file(fd);
     let Some(info) = file_info(file) else { return 0 };
+    if info.mode & S_IFMT == S_IFSOCK {
+        crate::net::close_sock(file);
+        return 0;
+    }
     if !is_regular(&info) {
         return 0;
     }
@@ -243,6 +249,29 @@ fn write_path_arg(buf: *mut u8, at: usize, regs: *const u8, dirfd_arg: u16, name
     (base_len, base_flags, name_len, name_len >= NAME_MAX_ARG)
 }
 
+/// A file mapped executable: a library (or plugin) whose TLS functions may need probes.
+#[inline(always)]
+fn exec_map(fd: i64) {
+    let file = fd_file(fd);
+    let Some(info) = file_info(file) else { return };
+    if !is_regular(&info) {
+        return;
+    }
+    let Some(buf) = scratch() else { return };
+    let fixed = size_of::<ExecMapRecord>();
+    let (path_len, path_flags) = write_path(buf, fixed, KPath::at(file, off!(file_path)));
+    let record = ExecMapRecord {
+        header: header(kind::EXEC_MAP, fixed + path_len),
+        file: file_ref(file, &info, fd),
+        path_len: path_len as u16,
+        path_flags,
+        _pad: 0,
+    };
+    // SAFETY: the scratch buffer (8-byte aligned) starts with room for the fixed part.
+    unsafe { buf.cast::<ExecMapRecord>().write(record) };
+    submit(buf, fixed + path_len);
+}
+
 /// Exit of rename*, unlink*, mkdir*, rmdir, chmod family, symlink*, link*, truncate,
 /// ftruncate and mmap.
 #[tracepoint]
@@ -254,6 +283,10 @@ pub fn file_op(ctx: TracePointContext) -> u32 {
             return 0;
         }
         let (prot, flags) = (syscall_arg(regs, spec.extra), syscall_arg(regs, spec.flags));
+        if prot & PROT_EXEC != 0 {
+            exec_map(syscall_arg(regs, spec.fd) as i32 as i64);
+            return 0;
+        }
         let shared = matches!(flags & MAP_TYPE, MAP_SHARED | MAP_SHARED_VALIDATE);
         if prot & PROT_WRITE == 0 || !shared {
             return 0;
@@ -307,8 +340,8 @@ pub fn file_op(ctx: TracePointContext) -> u32 {
         count(stat::PATH_TRUNCATED, 1);
     }
     record.header = header(kind::FILE_OP, len);
-    // SAFETY: the scratch buffer starts with room for the fixed part.
-    unsafe { core::ptr::write_unaligned(buf.cast::<FileOpRecord>(), record) };
+    // SAFETY: the scratch buffer (8-byte aligned) starts with room for the fixed part.
+    unsafe { buf.cast::<FileOpRecord>().write(record) };
     submit(buf, len);
     0
 }

@@ -8,10 +8,13 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod data;
 mod files;
 mod kernel;
 mod maps;
+mod net;
 mod process;
+mod tls;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,12 +1,12 @@
 //! Maps and globals shared by every sensor.
 
 use agent_observer_common::{
-    CommKey, KernelConfig, SCRATCH_SIZE, SyscallSpec, Tracked, WriteKey, WriteStats, stat,
+    CommKey, KernelConfig, SCRATCH_SIZE, SockStats, SyscallSpec, Tracked, WriteKey, WriteStats, stat,
 };
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 
 /// Set by the daemon at load time.
@@ -45,6 +45,63 @@ pub const SYSCALL_SLOTS: u32 = 512;
 #[map]
 pub static WRITES: HashMap<WriteKey, WriteStats> = HashMap::with_max_entries(16384, 0);
 
+/// Counters of TCP connections of tracked processes, by `struct sock *`.
+#[map]
+pub static SOCKS: HashMap<u64, SockStats> = HashMap::with_max_entries(16384, 0);
+
+/// A TLS call in progress, per thread: its arguments, for the return probe.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TlsCall {
+    pub conn: u64,
+    pub buf: u64,
+    /// Where the library stores the byte count (out-parameter conventions).
+    pub out: u64,
+    pub cookie: u64,
+}
+
+#[map]
+pub static TLS_CALLS: LruHashMap<u32, TlsCall> = LruHashMap::with_max_entries(16384, 0);
+
+/// The TLS object each thread used last: Node's TLS writes ciphertext to the socket right after
+/// SSL_write returns, through an in-memory BIO, so the socket and the object meet only here.
+#[map]
+pub static LAST_TLS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// The socket each TLS object was last seen on, so each association is reported once.
+#[map]
+pub static TLS_SOCK: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Continuations of long transfers. A program array serves one program type, hence two:
+/// slot 0 of each holds `sock_more` (tracepoint) and `tls_more` (uprobe).
+#[map]
+pub static SOCK_CONTINUE: ProgramArray = ProgramArray::with_max_entries(1, 0);
+#[map]
+pub static TLS_CONTINUE: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// A transfer being copied out across tail calls, per CPU (tail calls stay on the CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Cursor {
+    pub conn: u64,
+    pub call_len: u64,
+    /// Next byte to copy in the current segment, and how many are left there.
+    pub src: u64,
+    pub seg_left: u64,
+    /// Where that byte is within the call.
+    pub offset: u64,
+    /// Remaining iovecs (for readv/writev/sendmsg/recvmsg): next one and how many in all.
+    pub iov: u64,
+    pub iov_next: u64,
+    pub iov_count: u64,
+    pub library: u32,
+    pub flags: u16,
+    pub _pad: u16,
+}
+
+#[map]
+pub static CURSOR: PerCpuArray<Cursor> = PerCpuArray::with_max_entries(1, 0);
+
 /// Where variable-size records are assembled; twice the largest record so that masked offsets
 /// always stay inside it.
 #[map]
@@ -79,9 +136,13 @@ const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
 
+/// Branch-free, so loops that send many records do not fork verifier states here.
 #[inline(always)]
 fn wakeup_flag() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA) > WAKEUP_BYTES { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+    let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
+    // 1 when avail > WAKEUP_BYTES (the subtraction wraps to a value with the top bit set).
+    let over = WAKEUP_BYTES.wrapping_sub(avail) >> 63;
+    BPF_RB_NO_WAKEUP + over * (BPF_RB_FORCE_WAKEUP - BPF_RB_NO_WAKEUP)
 }
 
 /// Sends `len` bytes of the scratch buffer, counting a loss when the ring buffer is full.

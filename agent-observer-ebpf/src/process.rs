@@ -123,8 +123,8 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         cwd_flags,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     };
-    // SAFETY: the scratch buffer starts with room for the fixed part.
-    unsafe { core::ptr::write_unaligned(buf.cast::<ExecRecord>(), record) };
+    // SAFETY: the scratch buffer (8-byte aligned) starts with room for the fixed part.
+    unsafe { buf.cast::<ExecRecord>().write(record) };
     if flags & EXEC_CANDIDATE != 0 {
         submit_urgent(buf, total);
     } else {

@@ -15,11 +15,18 @@ use crate::{
     config::Config,
     correlate::{Correlator, FilesPolicy, Output, noise::{DEFAULT_NOISE, Noise, parse_passwd}},
     hasher::Hasher,
-    intake::{Event, clock::BootClock, ring::Intake, writes::{Counters, OpenWrites}},
+    decode::{Segment, stream::Reassembler},
+    intake::{Event, clock::BootClock, ring::Intake, socks::OpenSockets, writes::{Counters, OpenWrites}},
     notify, procscan,
-    probes::{Arming, SensorOptions, Sensors},
+    probes::{Arming, SensorOptions, Sensors, tls_attach::{TlsProber, system_libraries}},
     redact::Redactor,
-    sinks::{Fanout, Sink, console::ConsoleSink, otlp::{OtlpSink, Transport}, otlp_json::FileSink},
+    sinks::{
+        Fanout, Sink,
+        console::ConsoleSink,
+        otlp::{OtlpSink, Transport},
+        otlp_json::FileSink,
+        streams::{DebugView, StreamDump, StreamSink},
+    },
     span::RandomIds,
     watch::{ChildStatus, HeldChild},
 };
@@ -46,6 +53,10 @@ pub struct Options {
     pub stats_file: Option<PathBuf>,
     /// When syscall capture (files, sockets) is attached.
     pub arming: Arming,
+    /// Print the head of every captured plaintext segment (redacted) to stderr.
+    pub debug_tls: bool,
+    /// Write every captured stream's raw bytes here (content capture: opt-in).
+    pub dump_streams: Option<PathBuf>,
 }
 
 /// Keep syscall capture armed this long after the last session ends (on-demand arming).
@@ -60,6 +71,24 @@ pub struct WatchTarget {
 }
 
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// Exits with `code` once everything is flushed, without waiting for the kernel to detach the
+/// probes: each detach waits for an RCU grace period and the kernel serialises them (seconds for
+/// a few dozen probes in a VM). A child inherits the descriptors and lets go of them after the
+/// daemon is gone; the probes it keeps alive meanwhile see no tracked process.
+pub fn exit_now(code: i32) -> ! {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: the child only calls setsid and _exit; the parent only _exit.
+    unsafe {
+        if libc::fork() == 0 {
+            libc::setsid();
+            libc::_exit(0);
+        }
+        libc::_exit(code.clamp(0, 255));
+    }
+}
 
 extern "C" fn on_signal(signal: libc::c_int) {
     STOP_SIGNAL.store(signal, Ordering::SeqCst);
@@ -93,6 +122,17 @@ fn build_sinks(options: &Options) -> anyhow::Result<Fanout> {
     Ok(Fanout::new(sinks))
 }
 
+fn build_stream_sinks(options: &Options) -> anyhow::Result<Vec<Box<dyn StreamSink>>> {
+    let mut sinks: Vec<Box<dyn StreamSink>> = Vec::new();
+    if options.debug_tls {
+        sinks.push(Box::new(DebugView::new(Box::new(std::io::stderr()), Redactor::new(&options.config.redaction)?)));
+    }
+    if let Some(dir) = &options.dump_streams {
+        sinks.push(Box::new(StreamDump::create(dir)?));
+    }
+    Ok(sinks)
+}
+
 struct Daemon {
     sensors: Sensors,
     intake: Intake,
@@ -113,6 +153,10 @@ struct Daemon {
     open_writes: OpenWrites,
     disarm_at: Option<Instant>,
     arming: Arming,
+    reassembler: Reassembler,
+    open_socks: OpenSockets,
+    stream_sinks: Vec<Box<dyn StreamSink>>,
+    prober: TlsProber,
 }
 
 fn files_policy(config: &Config) -> FilesPolicy {
@@ -148,6 +192,7 @@ pub fn run(options: Options, watch: Option<WatchTarget>) -> anyhow::Result<i32> 
     // SAFETY: malloc_trim has no preconditions.
     unsafe { libc::malloc_trim(0) };
     let intake = sensors.intake()?;
+    let call_regs = sensors.call_regs();
     let correlator = Correlator::new(matcher, Redactor::new(&options.config.redaction)?, Box::new(RandomIds::new()))
         .with_files(files_policy(&options.config));
     let sinks = build_sinks(&options)?;
@@ -168,12 +213,25 @@ pub fn run(options: Options, watch: Option<WatchTarget>) -> anyhow::Result<i32> 
         open_writes: OpenWrites::default(),
         disarm_at: None,
         arming: options.arming,
+        reassembler: Reassembler::default(),
+        open_socks: OpenSockets::default(),
+        stream_sinks: build_stream_sinks(&options)?,
+        prober: TlsProber::start(call_regs).context("cannot start TLS discovery")?,
     };
+    for lib in system_libraries() {
+        d.prober.request_file(None, &lib);
+    }
+    // Probes on system TLS libraries are in place before anyone is told the daemon is ready.
+    let _ = d.prober.settle(d.sensors.ebpf_mut(), BootClock::now_unix(), Duration::from_secs(10));
     if options.arming == Arming::OnDemand {
         d.correlator.capture_disarmed();
     }
     if options.scan_proc {
         d.adopt_running();
+    }
+    if options.scan_proc {
+        let _ = d.prober.settle(d.sensors.ebpf_mut(), BootClock::now_unix(), Duration::from_secs(10));
+        d.attach_tls();
     }
     let mut child = match &watch {
         Some(target) => Some(d.start_watched(target)?),
@@ -186,6 +244,9 @@ pub fn run(options: Options, watch: Option<WatchTarget>) -> anyhow::Result<i32> 
     if let Some(path) = &options.stats_file {
         d.write_stats(path)?;
     }
+    // Everything is flushed. Dropping the daemon would detach every probe, one RCU grace period
+    // each; `exit_now` leaves that to the kernel after the process is gone.
+    std::mem::forget(d);
     Ok(code)
 }
 
@@ -247,6 +308,7 @@ impl Daemon {
                 log::error!("waiting for kernel events: {e}");
             }
             self.pump();
+            self.attach_tls();
             self.correlator.tick(BootClock::now_unix(), &mut self.outputs);
             self.apply();
             self.collect_hashes();
@@ -277,26 +339,9 @@ impl Daemon {
             self.events.clear();
             let n = self.intake.drain(&mut self.events, 4096);
             self.events_seen += self.events.len() as u64;
-            let clock = self.intake.clock();
-            for event in self.events.drain(..) {
-                let sensors = &mut self.sensors;
-                let closes = self.open_writes.closes_before(
-                    &event,
-                    |tgid, file| {
-                        sensors.take_write(tgid, file).map(|s| Counters {
-                            bytes: s.bytes,
-                            writes: s.writes,
-                            first_ns: s.first_ns,
-                            last_ns: s.last_ns,
-                        })
-                    },
-                    |ns| clock.to_unix(ns),
-                );
-                for close in closes {
-                    self.correlator.handle(close, &mut self.outputs);
-                }
-                self.open_writes.observe(&event);
-                self.correlator.handle(event, &mut self.outputs);
+            let events: Vec<Event> = self.events.drain(..).collect();
+            for event in events {
+                self.process(event);
             }
             self.apply();
             if n < 4096 {
@@ -304,6 +349,82 @@ impl Daemon {
             }
         }
         self.sinks.flush();
+        for sink in &mut self.stream_sinks {
+            if let Err(e) = sink.flush() {
+                log::error!("{e:#}");
+            }
+        }
+    }
+
+    /// One kernel event through the intake-side bookkeeping, the decoders and the correlator.
+    fn process(&mut self, event: Event) {
+        let clock = self.intake.clock();
+        // An exit (or exec) closes files and sockets without syscalls: hand their closes on first.
+        let sensors = &mut self.sensors;
+        let mut before = self.open_writes.closes_before(
+            &event,
+            |tgid, file| {
+                sensors.take_write(tgid, file).map(|s| Counters {
+                    bytes: s.bytes,
+                    writes: s.writes,
+                    first_ns: s.first_ns,
+                    last_ns: s.last_ns,
+                })
+            },
+            |ns| clock.to_unix(ns),
+        );
+        let sensors = &mut self.sensors;
+        before.extend(self.open_socks.closes_before(&event, |sk| {
+            sensors.take_sock(sk).map(|s| crate::intake::record::sock_counters(&s, &clock))
+        }));
+        if let Event::Exit(x) = &event {
+            for segment in self.reassembler.flush(Some(x.tgid)) {
+                self.segment(segment);
+            }
+        }
+        for close in before {
+            self.correlator.handle(close, &mut self.outputs);
+        }
+        self.open_writes.observe(&event);
+        self.open_socks.observe(&event);
+        match event {
+            Event::Data(chunk) => {
+                for segment in self.reassembler.push(chunk) {
+                    self.segment(segment);
+                }
+            }
+            Event::ExecMap(m) => {
+                if self.correlator.is_tracked(m.tgid) {
+                    use std::os::unix::ffi::OsStrExt as _;
+                    self.prober.request_file(Some(m.tgid), std::path::Path::new(std::ffi::OsStr::from_bytes(&m.path.bytes)));
+                }
+            }
+            event => {
+                let exec = if let Event::Exec(e) = &event { Some(e.tgid) } else { None };
+                self.correlator.handle(event, &mut self.outputs);
+                if let Some(tgid) = exec.filter(|t| self.correlator.is_tracked(*t)) {
+                    self.prober.request_exe(tgid);
+                }
+            }
+        }
+    }
+
+    /// TLS probes the discovery worker made possible since last time.
+    fn attach_tls(&mut self) {
+        let now = BootClock::now_unix();
+        for coverage in self.prober.poll(self.sensors.ebpf_mut(), now) {
+            self.correlator.handle(Event::TlsCoverage(coverage), &mut self.outputs);
+        }
+    }
+
+    fn segment(&mut self, segment: Segment) {
+        if !self.stream_sinks.is_empty() {
+            let label = self.correlator.stream_label(segment.tgid, segment.conn);
+            for sink in &mut self.stream_sinks {
+                sink.segment(&segment, &label);
+            }
+        }
+        self.correlator.handle(Event::Segment(segment), &mut self.outputs);
     }
 
     fn apply(&mut self) {
@@ -313,6 +434,7 @@ impl Daemon {
                     if let Err(e) = self.sensors.track(*tgid, *tgid) {
                         log::error!("cannot track {tgid}: {e}");
                     }
+                    self.prober.request_process(*tgid);
                 }
                 Output::Untrack(tgid) => self.sensors.untrack(*tgid),
                 Output::SessionEnded { root_tgid, .. } if Some(*root_tgid) == self.watch_root => {
@@ -410,6 +532,9 @@ impl Daemon {
 
     fn finish(&mut self) {
         self.pump();
+        for segment in self.reassembler.flush(None) {
+            self.segment(segment);
+        }
         let losses = self.intake.losses();
         if losses.events_lost() > 0 {
             self.correlator.note_losses(losses.events_lost());

@@ -14,6 +14,7 @@ pub mod catalogue;
 pub mod config;
 pub mod correlate;
 pub mod daemon;
+pub mod decode;
 pub mod hasher;
 pub mod intake;
 pub mod notify;

@@ -78,6 +78,13 @@ struct Output {
     /// live. Overrides `[capture] syscalls`.
     #[arg(long)]
     syscall_capture: Option<String>,
+    /// Print the head of every captured plaintext segment (secrets redacted) to stderr.
+    #[arg(long)]
+    debug_tls: bool,
+    /// Write every captured plaintext stream, raw and unredacted, into this directory. This
+    /// is content capture: only for debugging, on data you may keep.
+    #[arg(long)]
+    dump_streams: Option<PathBuf>,
 }
 
 impl Output {
@@ -106,6 +113,8 @@ impl Output {
                 (Some("always"), _) | (None, SyscallCapture::Always) => Arming::Always,
                 (Some(other), _) => anyhow::bail!("--syscall-capture: `{other}` is not `always` or `on-demand`"),
             },
+            debug_tls: self.debug_tls,
+            dump_streams: self.dump_streams,
         })
     }
 }
@@ -114,7 +123,10 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let daemon = matches!(cli.command, Command::Run(_) | Command::Watch { .. });
+    match run(cli) {
+        Ok(code) if daemon => agent_observer::daemon::exit_now(code),
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("agent-observer: error: {e:#}");

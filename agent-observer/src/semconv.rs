@@ -84,3 +84,28 @@ pub const FILES_MODIFIED: &str = "agent_observer.files.modified";
 pub const FILES_DELETED: &str = "agent_observer.files.deleted";
 pub const FILES_BYTES_WRITTEN: &str = "agent_observer.files.bytes_written";
 pub const FILES_NOISE_CHANGES: &str = "agent_observer.files.noise_changes";
+
+pub const SERVER_ADDRESS: &str = "server.address";
+pub const SERVER_PORT: &str = "server.port";
+pub const CLIENT_PORT: &str = "client.port";
+pub const NETWORK_PEER_ADDRESS: &str = "network.peer.address";
+pub const NETWORK_PEER_PORT: &str = "network.peer.port";
+pub const NETWORK_TRANSPORT: &str = "network.transport";
+pub const NETWORK_TYPE: &str = "network.type";
+pub const TLS_SERVER_NAME: &str = "tls.client.server_name";
+pub const TLS_ALPN_OFFERED: &str = "agent_observer.tls.alpn_offered";
+pub const CONN_TLS: &str = "agent_observer.connection.tls";
+pub const CONN_BYTES_SENT: &str = "agent_observer.connection.bytes_sent";
+pub const CONN_BYTES_RECEIVED: &str = "agent_observer.connection.bytes_received";
+/// The connection was first seen carrying data (it predates tracking), not at connect.
+pub const CONN_SEEN_MID_STREAM: &str = "agent_observer.connection.seen_mid_stream";
+/// Plaintext bytes captured (TLS plaintext, or bytes of a plain connection) and lost.
+pub const CONN_PLAINTEXT_BYTES: &str = "agent_observer.connection.plaintext_bytes";
+pub const CONN_PLAINTEXT_LOST: &str = "agent_observer.connection.plaintext_lost_bytes";
+/// `captured`, `partial` (some bytes lost) or `missing`.
+pub const TLS_PLAINTEXT: &str = "agent_observer.tls.plaintext";
+/// Why plaintext is missing or partial: `unsupported-tls-library`, `probe-failed`,
+/// `probe-attached-late`, `not-observed`, `truncated`.
+pub const TLS_GAP_REASON: &str = "agent_observer.tls.gap_reason";
+/// `openssl`, `boringssl`, `gnutls`, `nss`, `rustls`, `go-crypto-tls`.
+pub const TLS_LIBRARY: &str = "agent_observer.tls.library";

@@ -6,6 +6,7 @@
 pub mod daemon;
 pub mod otlp;
 pub mod receivers;
+pub mod tls;
 
 use std::{
     path::{Path, PathBuf},

@@ -6,6 +6,7 @@
 
 mod bench;
 mod deploy_tools;
+mod npm_tools;
 mod setup;
 mod util;
 

@@ -17,9 +17,9 @@ const APT: &[(&str, &str)] = &[
     ("ca-certificates", "update-ca-certificates"),
 ];
 
-/// PyPI packages for the tests: real OTLP receivers we did not write, and a Kubernetes
-/// schema validator for deploy/.
-const PIP: &[&str] = &["rotel==0.0.1a15", "kubernetes-validate==1.37.0"];
+/// PyPI packages for the tests: real OTLP receivers we did not write, a Kubernetes schema
+/// validator for deploy/, and `requests` (a TLS client the capture tests drive).
+const PIP: &[&str] = &["rotel==0.0.1a15", "kubernetes-validate==1.37.0", "requests==2.34.2"];
 
 pub fn run(with_tests: bool) -> Result<()> {
     tracefs()?;
@@ -141,6 +141,7 @@ fn test_tools() -> Result<()> {
         run_status(Command::new(&pip).args(["install", "-q"]).args(&missing))?;
     }
     crate::deploy_tools::install()?;
+    crate::npm_tools::install()?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 //! the image that forked. Spans are handed out as soon as they end.
 
 pub mod files;
+pub mod net;
 pub mod noise;
 pub mod process;
 pub mod session;
@@ -25,6 +26,7 @@ use crate::{
     text::{display_bytes, file_name, join_path},
 };
 pub use files::{FilesPolicy, HashOutcome, HashRequest};
+pub use net::StreamLabel;
 pub use process::{Process, ProcessTable};
 pub use session::{Discovery, Session, SessionId};
 
@@ -77,6 +79,7 @@ pub struct Correlator {
     expected: HashMap<u32, String>,
     next_session: u64,
     files: files::FileState,
+    net: net::NetState,
     /// False while syscall capture is detached (on-demand arming).
     capture_armed: bool,
 }
@@ -111,6 +114,7 @@ impl Correlator {
             expected: HashMap::new(),
             next_session: 1,
             files: files::FileState::new(FilesPolicy::default()),
+            net: net::NetState::default(),
             capture_armed: true,
         }
     }
@@ -147,6 +151,13 @@ impl Correlator {
             Event::FileWriteStart(w) => self.on_write_start(w),
             Event::FileClose(c) => self.on_file_close(c),
             Event::FileOp(op) => self.on_file_op(op, out),
+            Event::SockOpen(o) => self.on_sock_open(o, out),
+            Event::SockClose(c) => self.on_sock_close(c, out),
+            Event::Segment(s) => self.on_segment(s),
+            Event::TlsAssoc(a) => self.on_tls_assoc(a),
+            Event::TlsCoverage(c) => self.on_tls_coverage(c),
+            // Raw chunks are reassembled by the decode stage; mappings go to the TLS prober.
+            Event::Data(_) | Event::ExecMap(_) => {}
         }
     }
 
@@ -318,6 +329,7 @@ impl Correlator {
     }
 
     fn on_exit(&mut self, x: Exit, out: &mut Vec<Output>) {
+        self.net_process_gone(x.tgid);
         let Some(proc) = self.processes.remove(x.tgid) else { return };
         let root = self.sessions.get(&proc.session).map(|s| s.root_span);
         if let Some(span) = proc.own_span.filter(|s| Some(*s) != root) {
@@ -493,6 +505,7 @@ impl Correlator {
     /// [`Correlator::hash_done`] to get their spans.
     pub fn shutdown(&mut self, now: UnixNanos, out: &mut Vec<Output>) {
         self.flush_files(now, out);
+        self.flush_net(now, out);
         let roots: Vec<(SessionId, SpanId)> = self.sessions.values().map(|s| (s.id, s.root_span)).collect();
         for (session, root) in roots {
             let mut summary = Span::default();

@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod record;
 pub mod ring;
+pub mod socks;
 pub mod writes;
 
 use crate::span::UnixNanos;
@@ -21,6 +22,15 @@ pub enum Event {
     FileWriteStart(FileWriteStart),
     FileClose(FileClose),
     FileOp(FileOp),
+    ExecMap(ExecMap),
+    SockOpen(SockOpen),
+    SockClose(SockClose),
+    Data(DataChunk),
+    TlsAssoc(TlsAssoc),
+    /// Decoded from `Data` by the decode stage: one whole call's bytes.
+    Segment(crate::decode::Segment),
+    /// What the daemon found about a process's TLS libraries (for gap reporting).
+    TlsCoverage(TlsCoverage),
 }
 
 impl Event {
@@ -33,6 +43,13 @@ impl Event {
             Event::FileWriteStart(e) => e.ts,
             Event::FileClose(e) => e.ts,
             Event::FileOp(e) => e.ts,
+            Event::ExecMap(e) => e.ts,
+            Event::SockOpen(e) => e.ts,
+            Event::SockClose(e) => e.ts,
+            Event::Data(e) => e.ts,
+            Event::TlsAssoc(e) => e.ts,
+            Event::Segment(e) => e.ts,
+            Event::TlsCoverage(e) => e.ts,
         }
     }
 
@@ -46,8 +63,132 @@ impl Event {
             Event::FileWriteStart(e) => e.tgid,
             Event::FileClose(e) => e.tgid,
             Event::FileOp(e) => e.tgid,
+            Event::ExecMap(e) => e.tgid,
+            Event::SockOpen(e) => e.tgid,
+            Event::SockClose(e) => e.tgid,
+            Event::Data(e) => e.tgid,
+            Event::TlsAssoc(e) => e.tgid,
+            Event::Segment(e) => e.tgid,
+            Event::TlsCoverage(e) => e.tgid,
         }
     }
+}
+
+/// A file mapped executable by a tracked process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecMap {
+    pub ts: UnixNanos,
+    pub tgid: u32,
+    pub handle: FileHandle,
+    pub path: KernelPath,
+}
+
+/// A TCP connection of a tracked process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SockOpen {
+    pub ts: UnixNanos,
+    pub tgid: u32,
+    /// `struct sock *`.
+    pub sk: u64,
+    pub fd: i32,
+    /// Found at connect(2); false when first seen carrying data.
+    pub connected: bool,
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
+}
+
+/// Totals of a connection over its life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockCounters {
+    pub bytes_sent: u64,
+    pub bytes_recv: u64,
+    pub sends: u64,
+    pub recvs: u64,
+    pub first: UnixNanos,
+    pub last: UnixNanos,
+    pub tls: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SockClose {
+    pub ts: UnixNanos,
+    pub tgid: u32,
+    pub sk: u64,
+    pub counters: SockCounters,
+    /// Synthesised when the owning process exited with the socket open.
+    pub at_exit: bool,
+}
+
+/// What a chunk of bytes travelled through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Conn {
+    /// A TLS object (SSL *, gnutls session...), in the process's address space.
+    Tls(u64),
+    /// A socket (`struct sock *`).
+    Socket(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    Send,
+    Recv,
+}
+
+/// One chunk of one call's bytes, as the kernel sent it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataChunk {
+    pub ts: UnixNanos,
+    pub tgid: u32,
+    pub tid: u32,
+    pub conn: Conn,
+    pub dir: Direction,
+    /// `tls::LIB_*`, 0 for sockets.
+    pub library: u32,
+    /// Bytes the call moved in all.
+    pub call_len: u64,
+    /// Where this chunk starts within the call.
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+    pub last: bool,
+    /// The rest of the call could not be read.
+    pub truncated: bool,
+}
+
+/// A TLS object seen on a socket.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsAssoc {
+    pub ts: UnixNanos,
+    pub tgid: u32,
+    pub tls: u64,
+    pub sk: u64,
+    /// The socket I/O happened inside the TLS call (certain), not just after one.
+    pub inside_call: bool,
+}
+
+/// TLS libraries found in a process, and whether their plaintext can be captured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsCoverage {
+    pub ts: UnixNanos,
+    pub tgid: u32,
+    pub libraries: Vec<TlsLibraryState>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsLibraryState {
+    /// `openssl`, `boringssl`, `gnutls`, `nss`, `rustls`, `go-crypto-tls`.
+    pub library: String,
+    pub path: String,
+    pub status: TlsProbeStatus,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TlsProbeStatus {
+    /// Probes attached at this time.
+    Attached(UnixNanos),
+    /// Found, but attaching failed.
+    Failed(String),
+    /// Recognised, but no way to capture its plaintext.
+    Unsupported,
 }
 
 /// An open file: the kernel's `struct file *` (shared by dup'd and inherited fds) and its inode.

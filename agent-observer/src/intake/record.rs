@@ -1,14 +1,17 @@
 //! Decoding ring-buffer records. Pure: bytes and a clock in, an [`Event`] out.
 
 use agent_observer_common::{
+    DATA_LAST, DATA_RECV, DATA_TLS, DATA_TRUNCATED, DataRecord, ExecMapRecord, SOCK_CONNECTED,
+    STREAM_TLS, SockCloseRecord, SockRecord, TlsAssocRecord,
     CLOSE_NOT_LAST, CloseRecord, EXEC_ARGV_TRUNCATED, EXEC_CANDIDATE, ExecRecord, ExitRecord, FileOpRecord,
     FileRecord, FileRef, ForkRecord, Header, OP_NAME_A_TRUNCATED, OP_NAME_B_TRUNCATED, PATH_FAULT,
     PATH_TRUNCATED, kind, op,
 };
 
 use super::{
-    CloseHow, Event, Exec, Exit, FileClose, FileHandle, FileOp, FileOpKind, FileOpen,
-    FileWriteStart, Fork, KernelPath, OpPath, clock::BootClock,
+    CloseHow, Conn, DataChunk, Direction, Event, Exec, ExecMap, Exit, FileClose, FileHandle, FileOp,
+    FileOpKind, FileOpen, FileWriteStart, Fork, KernelPath, OpPath, SockClose, SockCounters, SockOpen,
+    TlsAssoc, clock::BootClock,
 };
 use crate::text::split_nul;
 
@@ -206,7 +209,81 @@ pub fn parse(data: &[u8], clock: &BootClock) -> Result<Event, RecordError> {
                 handle: (r.file.file != 0).then(|| handle(&r.file)),
             }))
         }
+        kind::EXEC_MAP => {
+            let r: ExecMapRecord = fixed(data, header.kind)?;
+            let [path] = tail(data, size_of::<ExecMapRecord>(), [r.path_len as usize], header.kind)?;
+            Ok(Event::ExecMap(ExecMap { ts, tgid: header.tgid, handle: handle(&r.file), path: decode_path(path, r.path_flags) }))
+        }
+        kind::SOCK_OPEN => {
+            let r: SockRecord = fixed(data, header.kind)?;
+            Ok(Event::SockOpen(SockOpen {
+                ts,
+                tgid: header.tgid,
+                sk: r.sk,
+                fd: r.fd,
+                connected: r.flags & SOCK_CONNECTED != 0,
+                local: socket_addr(r.family, &r.saddr, r.sport),
+                remote: socket_addr(r.family, &r.daddr, r.dport),
+            }))
+        }
+        kind::SOCK_CLOSE => {
+            let r: SockCloseRecord = fixed(data, header.kind)?;
+            Ok(Event::SockClose(SockClose {
+                ts,
+                tgid: header.tgid,
+                sk: r.sk,
+                counters: sock_counters(&r.stats, clock),
+                at_exit: false,
+            }))
+        }
+        kind::DATA => {
+            let r: DataRecord = fixed(data, header.kind)?;
+            let [bytes] = tail(data, size_of::<DataRecord>(), [r.len as usize], header.kind)?;
+            let tls = r.flags & DATA_TLS != 0;
+            Ok(Event::Data(DataChunk {
+                ts,
+                tgid: header.tgid,
+                tid: header.tid,
+                conn: if tls { Conn::Tls(r.conn) } else { Conn::Socket(r.conn) },
+                dir: if r.flags & DATA_RECV != 0 { Direction::Recv } else { Direction::Send },
+                library: r.library,
+                call_len: r.call_len,
+                offset: u64::from(r.offset),
+                bytes: bytes.to_vec(),
+                last: r.flags & DATA_LAST != 0,
+                truncated: r.flags & DATA_TRUNCATED != 0,
+            }))
+        }
+        kind::TLS_ASSOC => {
+            let r: TlsAssocRecord = fixed(data, header.kind)?;
+            Ok(Event::TlsAssoc(TlsAssoc { ts, tgid: header.tgid, tls: r.tls, sk: r.sk, inside_call: r.inside_call != 0 }))
+        }
         other => Err(RecordError::UnknownKind(other)),
+    }
+}
+
+fn socket_addr(family: u16, addr: &[u8; 16], port: u16) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = if family == 10 {
+        let v6 = Ipv6Addr::from(*addr);
+        // An IPv4 peer on an IPv6 socket shows as ::ffff:a.b.c.d; report it as IPv4.
+        v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+    } else {
+        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+    };
+    std::net::SocketAddr::new(ip, port)
+}
+
+/// Kernel counters of a connection in the daemon's terms.
+pub fn sock_counters(s: &agent_observer_common::SockStats, clock: &BootClock) -> SockCounters {
+    SockCounters {
+        bytes_sent: s.bytes_sent,
+        bytes_recv: s.bytes_recv,
+        sends: s.sends,
+        recvs: s.recvs,
+        first: clock.to_unix(s.first_ns),
+        last: clock.to_unix(s.last_ns),
+        tls: s.flags & STREAM_TLS != 0,
     }
 }
 

@@ -13,14 +13,16 @@ pub mod btf;
 pub mod offsets;
 pub mod process;
 pub mod syscalls;
+pub mod tls;
+pub mod tls_attach;
 
 use std::{borrow::Cow, collections::BTreeSet, path::Path};
 
 use agent_observer_common::{CommKey, KernelConfig, SyscallSpec, TRACK_PROVISIONAL, Tracked, WriteKey, WriteStats};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint, trace_point::TracePointLink},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
+    programs::{RawTracePoint, TracePoint, UProbe, trace_point::TracePointLink},
 };
 pub use syscalls::Arming;
 use thiserror::Error;
@@ -75,9 +77,14 @@ pub struct Sensors {
     ebpf: Ebpf,
     tracked: BpfHashMap<MapData, u32, Tracked>,
     writes: BpfHashMap<MapData, WriteKey, WriteStats>,
-    /// Owned so they can be detached in parallel: each detach waits for an RCU grace period.
+    socks: BpfHashMap<MapData, u64, agent_observer_common::SockStats>,
+    /// Held open: the kernel empties a program array once no user-space fd refers to it.
+    _continue: [ProgramArray<MapData>; 2],
+    /// Owned so they can be detached off the event loop: each waits for an RCU grace period.
     syscall_links: Vec<TracePointLink>,
     attached: Vec<(&'static str, Hook)>,
+    /// `struct pt_regs` offsets of the function-call argument registers, for TLS probes.
+    call_regs: [u32; 6],
 }
 
 #[derive(Clone, Debug, Default)]
@@ -130,9 +137,26 @@ impl Sensors {
         }
         let tracked = take_map(&mut ebpf, "TRACKED")?;
         let writes = take_map(&mut ebpf, "WRITES")?;
+        let socks = take_map(&mut ebpf, "SOCKS")?;
         let regs = offsets::regs_args(&btf).map_err(|e| ProbeError::Btf(e.to_string()))?;
+        let call_regs = offsets::call_regs(&btf).map_err(|e| ProbeError::Btf(e.to_string()))?;
         load_syscall_handlers(&mut ebpf, &regs)?;
-        let mut sensors = Sensors { ebpf, tracked, writes, syscall_links: Vec::new(), attached: Vec::new() };
+        let cont = load_continuations(&mut ebpf)?;
+        for program in ["tls_enter", "tls_exit"] {
+            let prog = ebpf.program_mut(program).ok_or(ProbeError::MissingProgram { program })?;
+            let p: &mut UProbe = prog.try_into().map_err(|source| ProbeError::ProgramLoad { program, source })?;
+            p.load().map_err(|source| ProbeError::ProgramLoad { program, source })?;
+        }
+        let mut sensors = Sensors {
+            ebpf,
+            tracked,
+            writes,
+            socks,
+            _continue: cont,
+            syscall_links: Vec::new(),
+            attached: Vec::new(),
+            call_regs,
+        };
         for (program, hook) in process::PROGRAMS {
             sensors.attach(program, hook.clone())?;
         }
@@ -148,7 +172,7 @@ impl Sensors {
         if !self.syscall_links.is_empty() {
             return Ok(());
         }
-        for (_, name, handler, _) in syscalls::TABLE {
+        for (_, name, handler, _) in syscalls::TABLE.iter().filter(|(_, _, h, _)| *h != syscalls::Handler::Layout) {
             let program = handler.program();
             let tracepoint = handler.tracepoint(name);
             if !tracepoint_exists("syscalls", &tracepoint) {
@@ -164,6 +188,15 @@ impl Sensors {
             self.syscall_links.push(link);
             self.attached.push((program, hook));
         }
+        for (program, tracepoint) in syscalls::SOCK_DATA {
+            let hook = Hook::Tracepoint("sock", Cow::Borrowed(tracepoint));
+            let prog = self.ebpf.program_mut(program).ok_or(ProbeError::MissingProgram { program })?;
+            let attach_err = |source| ProbeError::Attach { program, hook: hook.to_string(), source };
+            let tp: &mut TracePoint = prog.try_into().map_err(attach_err)?;
+            let link = tp.attach("sock", tracepoint).map_err(attach_err)?;
+            self.syscall_links.push(tp.take_link(link).map_err(attach_err)?);
+            self.attached.push((program, hook));
+        }
         Ok(())
     }
 
@@ -172,12 +205,28 @@ impl Sensors {
     /// on its own thread; the returned handle finishes it.
     pub fn disarm(&mut self) -> std::thread::JoinHandle<()> {
         let links = std::mem::take(&mut self.syscall_links);
-        self.attached.retain(|(_, hook)| !matches!(hook, Hook::Tracepoint("syscalls", _)));
+        self.attached.retain(|(_, hook)| !matches!(hook, Hook::Tracepoint("syscalls" | "sock", _)));
         std::thread::spawn(move || drop(links))
     }
 
     pub fn armed(&self) -> bool {
         !self.syscall_links.is_empty()
+    }
+
+    /// Removes and returns the kernel's counters of one connection.
+    pub fn take_sock(&mut self, sk: u64) -> Option<agent_observer_common::SockStats> {
+        let stats = self.socks.get(&sk, 0).ok();
+        let _ = self.socks.remove(&sk);
+        stats
+    }
+
+    pub fn call_regs(&self) -> [u32; 6] {
+        self.call_regs
+    }
+
+    /// The loaded eBPF object, for sensors that attach later (TLS uprobes).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     /// Removes and returns the kernel's counters of one write episode.
@@ -247,8 +296,8 @@ const FMODE_CREATED: u32 = crate::intake::record::FMODE_CREATED;
 /// Loads every syscall handler and gives the kernel each syscall's argument layout.
 fn load_syscall_handlers(ebpf: &mut Ebpf, regs: &[u32; 6]) -> Result<(), ProbeError> {
     let mut specs: Array<MapData, SyscallSpec> = take_map(ebpf, "SPECS")?;
-    for handler in syscalls::HANDLERS {
-        let program = handler.program();
+    let programs = syscalls::HANDLERS.iter().map(|h| h.program()).chain(syscalls::SOCK_DATA.iter().map(|(p, _)| *p));
+    for program in programs {
         let prog = ebpf.program_mut(program).ok_or(ProbeError::MissingProgram { program })?;
         let tp: &mut TracePoint = prog.try_into().map_err(|source| ProbeError::ProgramLoad { program, source })?;
         tp.load().map_err(|source| ProbeError::ProgramLoad { program, source })?;
@@ -257,6 +306,27 @@ fn load_syscall_handlers(ebpf: &mut Ebpf, regs: &[u32; 6]) -> Result<(), ProbeEr
         specs.set(*nr, layout.to_spec(regs), 0).map_err(|source| ProbeError::Map { map: "SPECS", source })?;
     }
     Ok(())
+}
+
+/// Loads the programs tail-called to continue long transfers and registers each in its program
+/// array (one per program type: the kernel ties an array to the first type that uses it).
+fn load_continuations(ebpf: &mut Ebpf) -> Result<[ProgramArray<MapData>; 2], ProbeError> {
+    let mut tables = Vec::new();
+    for (map, program) in [("SOCK_CONTINUE", "sock_more"), ("TLS_CONTINUE", "tls_more")] {
+        let mut table: ProgramArray<MapData> = take_map(ebpf, map)?;
+        let prog = ebpf.program_mut(program).ok_or(ProbeError::MissingProgram { program })?;
+        let load_err = |source| ProbeError::ProgramLoad { program, source };
+        match prog {
+            aya::programs::Program::TracePoint(p) => p.load().map_err(load_err)?,
+            aya::programs::Program::UProbe(p) => p.load().map_err(load_err)?,
+            _ => return Err(ProbeError::MissingProgram { program }),
+        }
+        let fd = ebpf.program(program).ok_or(ProbeError::MissingProgram { program })?.fd().map_err(load_err)?;
+        table.set(0, fd, 0).map_err(|source| ProbeError::Map { map, source })?;
+        tables.push(table);
+    }
+    let [sock, tls]: [ProgramArray<MapData>; 2] = tables.try_into().map_err(|_| ProbeError::MissingMap("CONTINUE"))?;
+    Ok([sock, tls])
 }
 
 fn tracepoint_exists(category: &str, name: &str) -> bool {

@@ -49,9 +49,36 @@ pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
         sock_rcv_saddr: o("sock", "__sk_common.skc_rcv_saddr")?,
         sock_v6_daddr: o("sock", "__sk_common.skc_v6_daddr")?,
         sock_v6_rcv_saddr: o("sock", "__sk_common.skc_v6_rcv_saddr")?,
+        regs_nr: regs_nr(btf)?,
         file_refs: file_refs(btf)?.0,
         file_refs_bias: file_refs(btf)?.1,
     })
+}
+
+/// Where the first six function-call arguments sit in `struct pt_regs` (for uprobes).
+#[cfg(target_arch = "x86_64")]
+pub fn call_regs(btf: &Btf) -> Result<[u32; 6], BtfError> {
+    let mut out = [0; 6];
+    for (slot, reg) in out.iter_mut().zip(["di", "si", "dx", "cx", "r8", "r9"]) {
+        *slot = btf.offset_of("pt_regs", reg)?;
+    }
+    Ok(out)
+}
+
+#[cfg(target_arch = "aarch64")]
+pub fn call_regs(btf: &Btf) -> Result<[u32; 6], BtfError> {
+    let regs = btf.offset_of("pt_regs", "user_regs")? + btf.offset_of("user_pt_regs", "regs")?;
+    Ok([regs, regs + 8, regs + 16, regs + 24, regs + 32, regs + 40])
+}
+
+#[cfg(target_arch = "x86_64")]
+fn regs_nr(btf: &Btf) -> Result<u32, BtfError> {
+    btf.offset_of("pt_regs", "orig_ax")
+}
+
+#[cfg(target_arch = "aarch64")]
+fn regs_nr(btf: &Btf) -> Result<u32, BtfError> {
+    btf.offset_of("pt_regs", "syscallno")
 }
 
 /// The open file's reference count and how to read it.

@@ -20,6 +20,10 @@ pub enum Handler {
     FileClose,
     /// At exit: namespace and metadata changes.
     FileOp,
+    /// At exit: a TCP connection.
+    SockConnect,
+    /// No syscall hook: the entry only tells the socket sensor where the syscall's buffers are.
+    Layout,
 }
 
 impl Handler {
@@ -29,6 +33,8 @@ impl Handler {
             Handler::FileWrite => "file_write",
             Handler::FileClose => "file_close",
             Handler::FileOp => "file_op",
+            Handler::SockConnect => "sock_connect",
+            Handler::Layout => "",
         }
     }
 
@@ -66,13 +72,37 @@ pub struct Layout {
     pub flags: u8,
     pub value: u8,
     pub extra: u8,
+    pub buf: u8,
+    pub iov: u8,
+    pub msg: u8,
 }
 
 /// No such argument.
 pub const N: u8 = 0xff;
 
 const fn spec(op: u8, fd: u8, dirfd_a: u8, name_a: u8, dirfd_b: u8, name_b: u8, flags: u8, value: u8) -> Layout {
-    Layout { op, fd, dirfd_a, name_a, dirfd_b, name_b, flags, value, extra: N }
+    Layout { op, fd, dirfd_a, name_a, dirfd_b, name_b, flags, value, extra: N, buf: N, iov: N, msg: N }
+}
+
+/// Socket data through `buf` with its length in `len`.
+const fn data_buf(fd: u8, buf: u8, len: u8) -> Layout {
+    let mut l = spec(op::SOCK_DATA, fd, N, N, N, N, N, len);
+    l.buf = buf;
+    l
+}
+
+/// Socket data through an iovec array `iov` of `count` entries.
+const fn data_iov(fd: u8, iov: u8, count: u8) -> Layout {
+    let mut l = spec(op::SOCK_DATA, fd, N, N, N, N, N, count);
+    l.iov = iov;
+    l
+}
+
+/// Socket data through a msghdr.
+const fn data_msg(fd: u8, msg: u8) -> Layout {
+    let mut l = spec(op::SOCK_DATA, fd, N, N, N, N, N, N);
+    l.msg = msg;
+    l
 }
 
 impl Layout {
@@ -94,12 +124,27 @@ impl Layout {
             flags: reg(self.flags),
             value: reg(self.value),
             extra: reg(self.extra),
-            _pad: [0; 3],
+            buf: reg(self.buf),
+            iov: reg(self.iov),
+            msg: reg(self.msg),
         }
     }
 
-    pub fn args(&self) -> [u8; 8] {
-        [self.fd, self.dirfd_a, self.name_a, self.dirfd_b, self.name_b, self.flags, self.value, self.extra]
+    const fn with_buf(mut self, buf: u8) -> Layout {
+        self.buf = buf;
+        self
+    }
+
+    const fn with_iov(mut self, iov: u8) -> Layout {
+        self.iov = iov;
+        self
+    }
+
+    pub fn args(&self) -> [u8; 11] {
+        [
+            self.fd, self.dirfd_a, self.name_a, self.dirfd_b, self.name_b, self.flags, self.value, self.extra, self.buf,
+            self.iov, self.msg,
+        ]
     }
 }
 
@@ -110,9 +155,9 @@ pub const TABLE: &[(u32, &str, Handler, Layout)] = &[
     (257, "openat", Handler::FileOpen, spec(op::OPEN, N, 0, 1, N, N, 2, 3)),
     (437, "openat2", Handler::FileOpen, spec(op::OPEN_HOW, N, 0, 1, N, N, 2, N)),
     (85, "creat", Handler::FileOpen, spec(op::CREAT, N, N, 0, N, N, N, 1)),
-    (1, "write", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2)),
+    (1, "write", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2).with_buf(1)),
     (18, "pwrite64", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2)),
-    (20, "writev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
+    (20, "writev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2).with_iov(1)),
     (296, "pwritev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
     (328, "pwritev2", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
     (40, "sendfile64", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)), // (out_fd)
@@ -139,6 +184,13 @@ pub const TABLE: &[(u32, &str, Handler, Layout)] = &[
     (265, "linkat", Handler::FileOp, spec(op::LINK, N, 0, 1, 2, 3, 4, N)),
     (76, "truncate", Handler::FileOp, spec(op::TRUNCATE, N, N, 0, N, N, N, 1)),
     (77, "ftruncate", Handler::FileOp, spec(op::TRUNCATE, 0, N, N, N, N, N, 1)),
+    (42, "connect", Handler::SockConnect, spec(op::CONNECT, 0, N, N, N, N, N, N)),
+    (0, "read", Handler::Layout, data_buf(0, 1, 2)),
+    (19, "readv", Handler::Layout, data_iov(0, 1, 2)),
+    (44, "sendto", Handler::Layout, data_buf(0, 1, 2)),
+    (45, "recvfrom", Handler::Layout, data_buf(0, 1, 2)),
+    (46, "sendmsg", Handler::Layout, data_msg(0, 1)),
+    (47, "recvmsg", Handler::Layout, data_msg(0, 1)),
     (9, "mmap", Handler::FileOp, spec(op::MMAP, 4, N, N, N, N, 3, 1).with_extra(2)), //(addr, len, prot, flags, fd)
 ];
 
@@ -147,9 +199,9 @@ pub const TABLE: &[(u32, &str, Handler, Layout)] = &[
 pub const TABLE: &[(u32, &str, Handler, Layout)] = &[
     (56, "openat", Handler::FileOpen, spec(op::OPEN, N, 0, 1, N, N, 2, 3)),
     (437, "openat2", Handler::FileOpen, spec(op::OPEN_HOW, N, 0, 1, N, N, 2, N)),
-    (64, "write", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2)),
+    (64, "write", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2).with_buf(1)),
     (68, "pwrite64", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2)),
-    (66, "writev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
+    (66, "writev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, 2).with_iov(1)),
     (70, "pwritev", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
     (287, "pwritev2", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
     (71, "sendfile64", Handler::FileWrite, spec(op::WRITE, 0, N, N, N, N, N, N)),
@@ -168,11 +220,22 @@ pub const TABLE: &[(u32, &str, Handler, Layout)] = &[
     (37, "linkat", Handler::FileOp, spec(op::LINK, N, 0, 1, 2, 3, 4, N)),
     (45, "truncate", Handler::FileOp, spec(op::TRUNCATE, N, N, 0, N, N, N, 1)),
     (46, "ftruncate", Handler::FileOp, spec(op::TRUNCATE, 0, N, N, N, N, N, 1)),
+    (203, "connect", Handler::SockConnect, spec(op::CONNECT, 0, N, N, N, N, N, N)),
+    (63, "read", Handler::Layout, data_buf(0, 1, 2)),
+    (65, "readv", Handler::Layout, data_iov(0, 1, 2)),
+    (206, "sendto", Handler::Layout, data_buf(0, 1, 2)),
+    (207, "recvfrom", Handler::Layout, data_buf(0, 1, 2)),
+    (211, "sendmsg", Handler::Layout, data_msg(0, 1)),
+    (212, "recvmsg", Handler::Layout, data_msg(0, 1)),
     (222, "mmap", Handler::FileOp, spec(op::MMAP, 4, N, N, N, N, 3, 1).with_extra(2)),
 ];
 
 /// Every handler program, so each is loaded once.
-pub const HANDLERS: &[Handler] = &[Handler::FileOpen, Handler::FileWrite, Handler::FileClose, Handler::FileOp];
+pub const HANDLERS: &[Handler] =
+    &[Handler::FileOpen, Handler::FileWrite, Handler::FileClose, Handler::FileOp, Handler::SockConnect];
+
+/// Socket data: (program, tracepoint in `sock`). They fire only for sockets.
+pub const SOCK_DATA: &[(&str, &str)] = &[("sock_send", "sock_send_length"), ("sock_recv", "sock_recv_length")];
 
 #[cfg(test)]
 mod tests {
@@ -184,7 +247,7 @@ mod tests {
         for (nr, _, handler, spec) in TABLE {
             assert!(*nr < 512, "{nr} beyond SYSCALL_SLOTS");
             assert!(seen.insert(*nr), "{nr} listed twice");
-            assert!(HANDLERS.contains(handler));
+            assert!(HANDLERS.contains(handler) || *handler == Handler::Layout, "{nr}: handler {handler:?} not loaded");
             for arg in spec.args() {
                 assert!(arg < 6 || arg == N, "{nr}: argument index {arg}");
             }
@@ -196,9 +259,12 @@ mod tests {
         let events = std::path::Path::new("/sys/kernel/tracing/events/syscalls");
         assert!(events.exists() || std::path::Path::new("/sys/kernel/debug/tracing/events/syscalls").exists(), "tracefs must be mounted");
         let root = if events.exists() { events.to_path_buf() } else { "/sys/kernel/debug/tracing/events/syscalls".into() };
-        for (_, name, handler, _) in TABLE {
+        for (_, name, handler, _) in TABLE.iter().filter(|(_, _, h, _)| *h != Handler::Layout) {
             let tp = handler.tracepoint(name);
             assert!(root.join(&tp).exists(), "{tp} missing");
+        }
+        for (_, tp) in SOCK_DATA {
+            assert!(root.join("../sock").join(tp).exists(), "sock:{tp} missing");
         }
     }
 
@@ -215,7 +281,8 @@ mod tests {
     fn fd_and_path_handlers_have_what_they_read() {
         for (nr, _, handler, spec) in TABLE {
             match handler {
-                Handler::FileWrite | Handler::FileClose => assert_ne!(spec.fd, N, "{nr}"),
+                Handler::FileWrite | Handler::FileClose | Handler::SockConnect => assert_ne!(spec.fd, N, "{nr}"),
+                Handler::Layout => assert!(spec.buf != N || spec.iov != N || spec.msg != N, "{nr}"),
                 Handler::FileOp => assert!(spec.fd != N || spec.name_a != N, "{nr}"),
                 Handler::FileOpen => assert!(spec.op == op::CREAT || spec.flags != N, "{nr}"),
             }

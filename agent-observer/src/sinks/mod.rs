@@ -11,6 +11,7 @@
 pub mod console;
 pub mod otlp;
 pub mod otlp_json;
+pub mod streams;
 
 use std::{borrow::Cow, time::{Duration, SystemTime}};
 
