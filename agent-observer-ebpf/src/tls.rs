@@ -53,7 +53,9 @@ pub fn tls_exit(ctx: RetProbeContext) -> u32 {
     // SAFETY: read-only lookup, copied out before the delete.
     let Some(call) = (unsafe { TLS_CALLS.get(&tid) }).copied() else { return 0 };
     let _ = TLS_CALLS.remove(&tid);
-    let ret: i64 = ctx.ret();
+    // SSL_read and friends return `int`: the upper half of the register is not a sign.
+    // (gnutls returns ssize_t, but a record is at most 16 KiB, so 32 bits hold it too.)
+    let ret = ctx.ret::<u64>() as u32 as i32 as i64;
     let bytes = if call.cookie & tls::COOKIE_OUT_PARAM != 0 {
         // SAFETY: bpf_probe_read_user tolerates any address.
         if ret == 1 { unsafe { bpf_probe_read_user(call.out as *const u64) }.unwrap_or(0) } else { 0 }

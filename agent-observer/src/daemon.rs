@@ -122,6 +122,15 @@ fn build_sinks(options: &Options) -> anyhow::Result<Fanout> {
     Ok(Fanout::new(sinks))
 }
 
+/// Where `execvp` would find `program`.
+fn which(program: &std::ffi::OsStr) -> Option<PathBuf> {
+    let p = std::path::Path::new(program);
+    if p.components().count() > 1 {
+        return p.is_file().then(|| p.to_owned());
+    }
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| std::path::Path::new(d).join(p)).find(|c| c.is_file())
+}
+
 fn build_stream_sinks(options: &Options) -> anyhow::Result<Vec<Box<dyn StreamSink>>> {
     let mut sinks: Vec<Box<dyn StreamSink>> = Vec::new();
     if options.debug_tls {
@@ -274,6 +283,12 @@ impl Daemon {
     fn start_watched(&mut self, target: &WatchTarget) -> anyhow::Result<HeldChild> {
         // On-demand capture: arm before the command can do anything.
         self.sensors.arm()?;
+        // Probe the command's own TLS library before it runs: a quick client would otherwise
+        // finish before discovery of its binary does.
+        if let Some(exe) = which(&target.argv[0]) {
+            self.prober.request_file(None, &exe);
+            let _ = self.prober.settle(self.sensors.ebpf_mut(), BootClock::now_unix(), Duration::from_secs(10));
+        }
         let mut child = crate::watch::spawn_held(&target.argv)?;
         let name = target.name.clone().unwrap_or_else(|| {
             let argv0 = target.argv[0].to_string_lossy();

@@ -4,6 +4,7 @@
 //! missing privilege or a probe that does not load fails the test with the daemon's message.
 
 pub mod daemon;
+pub mod dump;
 pub mod otlp;
 pub mod receivers;
 pub mod tls;

@@ -329,7 +329,7 @@ impl Correlator {
     }
 
     fn on_exit(&mut self, x: Exit, out: &mut Vec<Output>) {
-        self.net_process_gone(x.tgid);
+        self.net_process_gone(x.tgid, x.ts);
         let Some(proc) = self.processes.remove(x.tgid) else { return };
         let root = self.sessions.get(&proc.session).map(|s| s.root_span);
         if let Some(span) = proc.own_span.filter(|s| Some(*s) != root) {
@@ -488,6 +488,7 @@ impl Correlator {
     /// Periodic work; `now` is the current Unix time.
     pub fn tick(&mut self, now: UnixNanos, out: &mut Vec<Output>) {
         self.due_hashes(now, out);
+        self.net_tick(now, out);
     }
 
     /// Records kernel losses on every live session's root span.

@@ -45,7 +45,25 @@ pub(super) struct NetState {
     conns: HashMap<u64, Connection>,
     tls: HashMap<(u32, u64), TlsObject>,
     coverage: HashMap<u32, Vec<TlsLibraryState>>,
+    /// Closed TLS connections without plaintext, waiting for discovery, associations and
+    /// segments still in flight before their gap reason is decided.
+    pending: Vec<PendingConn>,
+    /// Processes gone, and when: their TLS facts are kept until pending connections are done.
+    gone: HashMap<u32, UnixNanos>,
 }
+
+struct PendingConn {
+    sk: u64,
+    conn: Connection,
+    end: UnixNanos,
+    counters: Option<crate::intake::SockCounters>,
+    incomplete: bool,
+    due: UnixNanos,
+}
+
+/// How long a TLS connection without plaintext waits before its gap reason is decided: ELF
+/// discovery of a large binary takes a fraction of a second.
+pub const GAP_GRACE_NS: u64 = 2_000_000_000;
 
 fn library_name(lib: u32) -> &'static str {
     use agent_observer_common::tls::*;
@@ -104,6 +122,7 @@ impl Correlator {
     }
 
     pub(super) fn on_tls_assoc(&mut self, a: TlsAssoc) {
+        log::debug!("tls {:x} of {} on sock {:x} (inside call: {})", a.tls, a.tgid, a.sk, a.inside_call);
         let t = self.net.tls.entry((a.tgid, a.tls)).or_default();
         // A certain association is never replaced by a likely one.
         if t.sk.is_none() || a.inside_call || !t.certain {
@@ -128,10 +147,32 @@ impl Correlator {
         self.finish_conn(c.sk, conn, c.ts, Some(counters), false, out);
     }
 
-    /// Forgets a process's TLS objects once it is gone (after its connections closed).
-    pub(super) fn net_process_gone(&mut self, tgid: u32) {
-        self.net.tls.retain(|(t, _), _| *t != tgid);
-        self.net.coverage.remove(&tgid);
+    /// Notes a process is gone; its TLS facts are forgotten once nothing pending needs them.
+    pub(super) fn net_process_gone(&mut self, tgid: u32, ts: UnixNanos) {
+        self.net.gone.insert(tgid, ts);
+    }
+
+    /// Decides the connections whose grace period is over, and forgets gone processes.
+    pub(super) fn net_tick(&mut self, now: UnixNanos, out: &mut Vec<Output>) {
+        let (due, keep): (Vec<PendingConn>, Vec<PendingConn>) =
+            std::mem::take(&mut self.net.pending).into_iter().partition(|p| p.due <= now);
+        self.net.pending = keep;
+        for p in due {
+            self.emit_conn(p.sk, p.conn, p.end, p.counters, p.incomplete, out);
+        }
+        let waiting: std::collections::HashSet<u32> = self.net.pending.iter().map(|p| p.conn.tgid).collect();
+        let forget: Vec<u32> = self
+            .net
+            .gone
+            .iter()
+            .filter(|(t, at)| !waiting.contains(t) && now >= **at + GAP_GRACE_NS)
+            .map(|(t, _)| *t)
+            .collect();
+        for tgid in forget {
+            self.net.gone.remove(&tgid);
+            self.net.tls.retain(|(t, _), _| *t != tgid);
+            self.net.coverage.remove(&tgid);
+        }
     }
 
     /// Why a TLS connection's plaintext was not captured.
@@ -156,7 +197,28 @@ impl Correlator {
         ("unsupported-tls-library", None)
     }
 
+    fn captured_bytes(&self, tgid: u32, sk: u64) -> u64 {
+        self.net.tls.iter().filter(|((t, _), o)| *t == tgid && o.sk == Some(sk)).map(|(_, o)| o.bytes).sum()
+    }
+
     fn finish_conn(
+        &mut self,
+        sk: u64,
+        conn: Connection,
+        end: UnixNanos,
+        counters: Option<crate::intake::SockCounters>,
+        incomplete: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let tls = conn.tls == Some(true) || counters.is_some_and(|c| c.tls);
+        if tls && !incomplete && self.captured_bytes(conn.tgid, sk) == 0 {
+            self.net.pending.push(PendingConn { sk, conn, end, counters, incomplete, due: end + GAP_GRACE_NS });
+            return;
+        }
+        self.emit_conn(sk, conn, end, counters, incomplete, out);
+    }
+
+    fn emit_conn(
         &mut self,
         sk: u64,
         conn: Connection,
@@ -237,12 +299,15 @@ impl Correlator {
         out.push(Output::SpanEnded { span, depth, agent });
     }
 
-    /// Ends every open connection at `now` (daemon shutdown).
+    /// Ends every open connection at `now` and decides every pending one (daemon shutdown).
     pub(super) fn flush_net(&mut self, now: UnixNanos, out: &mut Vec<Output>) {
+        for p in std::mem::take(&mut self.net.pending) {
+            self.emit_conn(p.sk, p.conn, p.end, p.counters, p.incomplete, out);
+        }
         let mut conns: Vec<(u64, Connection)> = self.net.conns.drain().collect();
         conns.sort_by_key(|(_, c)| c.opened);
         for (sk, conn) in conns {
-            self.finish_conn(sk, conn, now, None, true, out);
+            self.emit_conn(sk, conn, now, None, true, out);
         }
     }
 
