@@ -461,3 +461,144 @@ mod files {
         assert_eq!(w.get(sc::INCOMPLETE), Some(&crate::span::Value::Bool(true)));
     }
 }
+
+mod net {
+    use super::*;
+    use crate::{
+        correlate::net::GAP_GRACE_NS,
+        decode::Segment,
+        intake::{
+            Conn, Direction, SockClose, SockCounters, SockOpen, TlsAssoc, TlsCoverage, TlsLibraryState, TlsProbeStatus,
+        },
+    };
+
+    fn open(tgid: u32, sk: u64, ts: u64) -> Event {
+        Event::SockOpen(SockOpen {
+            ts,
+            tgid,
+            sk,
+            fd: 5,
+            connected: true,
+            local: "127.0.0.1:40000".parse().unwrap(),
+            remote: "10.0.0.7:443".parse().unwrap(),
+        })
+    }
+
+    fn close(tgid: u32, sk: u64, ts: u64) -> Event {
+        Event::SockClose(SockClose {
+            ts,
+            tgid,
+            sk,
+            counters: SockCounters { bytes_sent: 900, bytes_recv: 4000, tls: true, ..Default::default() },
+            at_exit: false,
+        })
+    }
+
+    fn segment(tgid: u32, conn: Conn, dir: Direction, bytes: &[u8]) -> Event {
+        Event::Segment(Segment { ts: 3, tgid, conn, dir, library: 1, bytes: bytes.to_vec(), lost: 0 })
+    }
+
+    fn hello() -> Vec<u8> {
+        crate::decode::tls_hello::tests::client_hello("api.example.com", &["h2", "http/1.1"], false)
+    }
+
+    fn conn_span(out: &[Output]) -> Span {
+        ended(out).into_iter().find(|s| s.name.starts_with("connection ")).expect("a connection span").clone()
+    }
+
+    #[test]
+    fn a_captured_tls_connection_has_its_server_name_and_plaintext() {
+        let mut c = correlator("");
+        let out = run(
+            &mut c,
+            vec![
+                exec(10, 1, "/usr/bin/claude", &["claude"], true),
+                open(10, 0x50, 2),
+                segment(10, Conn::Socket(0x50), Direction::Send, &hello()),
+                Event::TlsAssoc(TlsAssoc { ts: 3, tgid: 10, tls: 0x77, sk: 0x50, inside_call: true }),
+                segment(10, Conn::Tls(0x77), Direction::Send, b"POST /v1/messages HTTP/1.1\r\n\r\n"),
+                close(10, 0x50, 9),
+            ],
+        );
+        let span = conn_span(&out);
+        assert_eq!(span.name, "connection api.example.com:443");
+        assert_eq!(span.kind, crate::span::SpanKind::Client);
+        assert_eq!(span.get_str(sc::TLS_SERVER_NAME), Some("api.example.com"));
+        assert_eq!(span.get_str(sc::TLS_PLAINTEXT), Some("captured"));
+        assert_eq!(span.get_str(sc::TLS_LIBRARY), Some("openssl"));
+        assert_eq!(span.get_str(sc::NETWORK_PEER_ADDRESS), Some("10.0.0.7"));
+        assert_eq!(span.get_int(sc::CONN_BYTES_RECEIVED), Some(4000));
+        assert_eq!((span.start, span.end), (2, 9));
+    }
+
+    #[test]
+    fn a_gap_waits_for_discovery_and_says_why() {
+        let mut c = correlator("");
+        let mut out = run(
+            &mut c,
+            vec![
+                exec(10, 1, "/usr/bin/codex", &["codex"], true),
+                open(10, 0x50, 2),
+                segment(10, Conn::Socket(0x50), Direction::Send, &hello()),
+                close(10, 0x50, 9),
+            ],
+        );
+        assert!(ended(&out).iter().all(|s| !s.name.starts_with("connection")), "held while discovery runs");
+        c.handle(
+            Event::TlsCoverage(TlsCoverage {
+                ts: 10,
+                tgid: 10,
+                libraries: vec![TlsLibraryState { library: "rustls".into(), path: "/usr/bin/codex".into(), status: TlsProbeStatus::Unsupported }],
+            }),
+            &mut out,
+        );
+        c.tick(9 + GAP_GRACE_NS, &mut out);
+        let span = conn_span(&out);
+        assert_eq!(span.get_str(sc::TLS_PLAINTEXT), Some("missing"));
+        assert_eq!(span.get_str(sc::TLS_GAP_REASON), Some("unsupported-tls-library"));
+        assert_eq!(span.get_str(sc::TLS_LIBRARY), Some("rustls"));
+    }
+
+    #[test]
+    fn late_and_failed_probes_are_told_apart() {
+        for (status, reason) in [
+            (TlsProbeStatus::Attached(50), "probe-attached-late"),
+            (TlsProbeStatus::Failed("EPERM".into()), "probe-failed"),
+            (TlsProbeStatus::Attached(1), "not-observed"),
+        ] {
+            let mut c = correlator("");
+            let mut out = run(&mut c, vec![exec(10, 1, "/usr/bin/claude", &["claude"], true)]);
+            c.handle(
+                Event::TlsCoverage(TlsCoverage {
+                    ts: 1,
+                    tgid: 10,
+                    libraries: vec![TlsLibraryState { library: "boringssl".into(), path: "/claude".into(), status }],
+                }),
+                &mut out,
+            );
+            for e in [open(10, 0x50, 5), segment(10, Conn::Socket(0x50), Direction::Send, &hello()), close(10, 0x50, 9)] {
+                c.handle(e, &mut out);
+            }
+            c.tick(u64::MAX / 2, &mut out);
+            assert_eq!(conn_span(&out).get_str(sc::TLS_GAP_REASON), Some(reason));
+        }
+    }
+
+    #[test]
+    fn plain_connections_count_their_bytes() {
+        let mut c = correlator("");
+        let out = run(
+            &mut c,
+            vec![
+                exec(10, 1, "/usr/bin/aider", &["aider"], true),
+                open(10, 0x60, 2),
+                segment(10, Conn::Socket(0x60), Direction::Send, b"POST /api/chat HTTP/1.1\r\n\r\n"),
+                segment(10, Conn::Socket(0x60), Direction::Recv, b"HTTP/1.1 200 OK\r\n\r\n"),
+                Event::SockClose(SockClose { ts: 4, tgid: 10, sk: 0x60, counters: SockCounters::default(), at_exit: true }),
+            ],
+        );
+        let span = conn_span(&out);
+        assert_eq!(span.get(sc::CONN_TLS), Some(&crate::span::Value::Bool(false)));
+        assert_eq!(span.get_int(sc::CONN_PLAINTEXT_BYTES), Some(27 + 19));
+    }
+}

@@ -127,7 +127,7 @@ pub fn parse(bytes: &[u8]) -> Option<ClientHello> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A ClientHello with the given SNI and ALPN, as one or two TLS records.
