@@ -38,6 +38,12 @@ enum Command {
     },
     /// List the built-in agent catalogue.
     Agents,
+    /// Show which TLS stack a binary or library carries and where plaintext would be captured.
+    TlsDiscover {
+        /// Executables or shared libraries.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Check a configuration file and exit.
     CheckConfig { path: PathBuf },
 }
@@ -149,6 +155,37 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("{:<16} executables: {}", agent.name, agent.exe_names.join(", "));
             }
             Ok(0)
+        }
+        Command::TlsDiscover { files } => {
+            let mut failed = false;
+            for file in files {
+                let start = std::time::Instant::now();
+                match agent_observer::probes::tls::analyze(&file) {
+                    Ok(d) => {
+                        let library = d.library.map_or("none".to_owned(), |l| format!("{l:?}"));
+                        println!(
+                            "{}: {library}{} in {:.1} ms",
+                            file.display(),
+                            d.version.map(|v| format!(" ({v})")).unwrap_or_default(),
+                            start.elapsed().as_secs_f64() * 1e3
+                        );
+                        for p in &d.points {
+                            println!(
+                                "  {:<22} file offset {:#x}  {:?} {:?} via {:?}",
+                                p.function, p.file_offset, p.direction, p.convention, p.method
+                            );
+                        }
+                        for note in &d.notes {
+                            println!("  note: {note}");
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(i32::from(failed))
         }
         Command::CheckConfig { path } => {
             Config::load(&path)?;

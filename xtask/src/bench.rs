@@ -216,6 +216,9 @@ pub fn run() -> Result<()> {
     println!("\nevents lost: {} (target 0); every tracked run's writes captured in full: {}", if failed.iter().any(|f| f.contains("lost")) { "some" } else { "0" }, failed.iter().all(|f| !f.contains("captured")));
     println!("(untracked, on-demand: no session live, so file/socket capture is detached)");
 
+    failed.extend(tls_bench().err());
+    discovery_times()?;
+
     let daemon = Daemon::start(&dir, "always")?;
     std::thread::sleep(Duration::from_secs(1));
     let ticks0 = cpu_ticks(daemon.pid());
@@ -227,4 +230,42 @@ pub fn run() -> Result<()> {
     let cpu = (ticks1 - ticks0) as f64 / 100.0 / window.as_secs_f64() * 100.0;
     println!("\nidle daemon: RSS {:.1} MiB (target < 30), CPU {cpu:.2}% of one core", rss as f64 / 1024.0);
     if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
+}
+
+/// The TLS-heavy client, run by the tests crate's bench binary (it shares the fixtures).
+fn tls_bench() -> Result<()> {
+    println!();
+    let status = Command::new("cargo")
+        .current_dir(root_dir())
+        .args(["run", "--quiet", "--release", "-p", "agent-observer-tests", "--bin", "tls-bench"])
+        .env("AGENT_OBSERVER_BIN", root_dir().join("target/release/agent-observer"))
+        .env("AGENT_OBSERVER_TEST_TOOLS", crate::setup::tools_dir())
+        .status()
+        .map_err(|e| format!("tls-bench: {e}"))?;
+    if status.success() { Ok(()) } else { Err("TLS capture incomplete (see above)".into()) }
+}
+
+/// ELF discovery time per binary, the largest first (the Claude Code binary is over 200 MB).
+fn discovery_times() -> Result<()> {
+    let npm = crate::setup::tools_dir().join("npm/node_modules");
+    let files = [
+        npm.join("@anthropic-ai/claude-code-linux-x64/claude"),
+        npm.join("@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"),
+        npm.join("@github/copilot-linux-x64/copilot"),
+        PathBuf::from("/usr/bin/node"),
+        PathBuf::from("/usr/lib/x86_64-linux-gnu/libssl.so.3"),
+    ];
+    println!("\nTLS discovery (ELF analysis, release build):");
+    for f in files {
+        let size = std::fs::metadata(&f).map(|m| m.len()).map_err(|e| format!("{}: {e}", f.display()))?;
+        let out = Command::new(root_dir().join("target/release/agent-observer"))
+            .arg("tls-discover")
+            .arg(&f)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let first = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned();
+        let summary = first.rsplit_once(": ").map_or(first.as_str(), |(_, s)| s).to_owned();
+        println!("  {:>6.1} MB  {:<60} {summary}", size as f64 / 1e6, f.file_name().unwrap_or_default().to_string_lossy());
+    }
+    Ok(())
 }

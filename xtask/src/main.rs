@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         Some("build") => setup::run(false).and_then(|()| build_release()),
         Some("run") => run_daemon(&args[1..]),
         Some("test") => test(&args[1..]),
-        Some("bench") => setup::run(false).and_then(|()| build_release()).and_then(|()| bench::run()),
+        Some("bench") => setup::run(true).and_then(|()| build_release()).and_then(|()| bench::run()),
         Some("fuzz") => fuzz(args.get(1).map(String::as_str).unwrap_or("30")),
         _ => {
             eprint!("{USAGE}");
