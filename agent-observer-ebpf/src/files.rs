@@ -25,7 +25,7 @@ use crate::{
         FileInfo, KPath, S_IFMT, S_IFREG, SCRATCH_MASK, SyscallTp, current_ids, fd_file, file_info,
         header, off, read, syscall_arg, write_path,
     },
-    maps::{SPECS, WRITES, count, is_tracked, scratch, submit, submit_fixed},
+    maps::{SPECS, WRITES, count, is_tracked, scratch, submit, submit_fixed, submit_urgent},
 };
 
 const O_WRONLY: u64 = 0o1;
@@ -269,7 +269,8 @@ fn exec_map(fd: i64) {
     };
     // SAFETY: the scratch buffer (8-byte aligned) starts with room for the fixed part.
     unsafe { buf.cast::<ExecMapRecord>().write(record) };
-    submit(buf, fixed + path_len);
+    // Urgent: the process may use a TLS library it just mapped within milliseconds.
+    submit_urgent(buf, fixed + path_len);
 }
 
 /// Exit of rename*, unlink*, mkdir*, rmdir, chmod family, symlink*, link*, truncate,

@@ -412,6 +412,12 @@ impl Daemon {
                 if self.correlator.is_tracked(m.tgid) {
                     use std::os::unix::ffi::OsStrExt as _;
                     self.prober.request_file(Some(m.tgid), std::path::Path::new(std::ffi::OsStr::from_bytes(&m.path.bytes)));
+                    // The process may call into a library it just mapped right away: attach now
+                    // rather than after this batch (analysis of a library takes milliseconds).
+                    let now = BootClock::now_unix();
+                    for coverage in self.prober.settle(self.sensors.ebpf_mut(), now, Duration::from_millis(500)) {
+                        self.correlator.handle(Event::TlsCoverage(coverage), &mut self.outputs);
+                    }
                 }
             }
             event => {

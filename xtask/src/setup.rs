@@ -15,6 +15,7 @@ const APT: &[(&str, &str)] = &[
     ("procps", "ps"),
     ("util-linux", "setpriv"),
     ("ca-certificates", "update-ca-certificates"),
+    ("gnutls-bin", "gnutls-cli"),
 ];
 
 /// PyPI packages for the tests: real OTLP receivers we did not write, a Kubernetes schema
