@@ -22,10 +22,17 @@ pub fn hash(request: &HashRequest) -> HashOutcome {
     let path = OsStr::from_bytes(&request.path);
     // O_NOFOLLOW: a symlink put at the path since is not the file that was written;
     // O_NONBLOCK: never hang on a FIFO put there.
-    let file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path);
+    let open = |p: &std::path::Path| {
+        File::options().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY).open(p)
+    };
+    // Through the writer's root first: in a container the path is relative to it.
+    let in_root = std::path::PathBuf::from(format!("/proc/{}/root", request.pid)).join(
+        std::path::Path::new(path).strip_prefix("/").unwrap_or(std::path::Path::new(path)),
+    );
+    let file = match (request.pid != 0).then(|| open(&in_root)) {
+        Some(Ok(f)) => Ok(f),
+        _ => open(std::path::Path::new(path)),
+    };
     let mut file = match file {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashOutcome::Gone,
@@ -120,6 +127,7 @@ mod tests {
         let meta = std::fs::metadata(path).ok();
         HashRequest {
             id: 1,
+            pid: 0,
             path: path.as_os_str().as_bytes().to_vec(),
             ino: meta.as_ref().map_or(0, |m| m.ino()),
             dev: meta.as_ref().map_or(0, |m| m.dev()),

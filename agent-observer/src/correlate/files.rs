@@ -38,6 +38,8 @@ const AT_REMOVEDIR: u64 = 0x200;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HashRequest {
     pub id: u64,
+    /// The writer: its /proc/PID/root is where `path` is, when it runs in a container.
+    pub pid: u32,
     pub path: Vec<u8>,
     pub ino: u64,
     pub dev: u64,
@@ -343,6 +345,7 @@ impl Correlator {
         self.files.next_job += 1;
         let request = HashRequest {
             id,
+            pid: e.pid,
             path: e.path.bytes.clone(),
             ino: e.handle.ino,
             dev: e.handle.dev,
