@@ -103,6 +103,16 @@ pub struct WriteKey {
     pub file: u64,
 }
 
+/// Key of the `KNOWN_MAPS` set: a file (inode, kernel dev_t) the daemon has analysed, so
+/// mapping it executable again needs no report.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+
 /// Value of the `WRITES` map, updated in the kernel on every write.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -196,6 +206,7 @@ pub mod op {
 mod pod {
     unsafe impl aya::Pod for super::SyscallSpec {}
     unsafe impl aya::Pod for super::WriteKey {}
+    unsafe impl aya::Pod for super::InodeKey {}
     unsafe impl aya::Pod for super::WriteStats {}
     unsafe impl aya::Pod for crate::record::SockStats {}
     // SAFETY: plain #[repr(C)] integers without padding holes that matter to the kernel.

@@ -11,7 +11,7 @@
 //! count; pipes, sockets, ttys and devices are skipped by inode type.
 
 use agent_observer_common::{
-    CLOSE_NOT_LAST, CloseRecord, ExecMapRecord, FileOpRecord, FileRecord, FileRef, NAME_MAX_ARG, OP_NAME_A_TRUNCATED,
+    CLOSE_NOT_LAST, CloseRecord, ExecMapRecord, FileOpRecord, InodeKey, FileRecord, FileRef, NAME_MAX_ARG, OP_NAME_A_TRUNCATED,
     OP_NAME_B_TRUNCATED, REG_NONE, SyscallSpec, WriteKey, WriteStats, kind, op, stat,
 };
 use aya_ebpf::{
@@ -25,7 +25,7 @@ use crate::{
         FileInfo, KPath, S_IFMT, S_IFREG, SCRATCH_MASK, SyscallTp, current_ids, fd_file, file_info,
         header, off, read, syscall_arg, write_path,
     },
-    maps::{SPECS, WRITES, count, is_tracked, scratch, submit, submit_fixed, submit_urgent},
+    maps::{KNOWN_MAPS, SPECS, WRITES, count, is_tracked, scratch, submit, submit_fixed, submit_urgent},
 };
 
 const O_WRONLY: u64 = 0o1;
@@ -255,6 +255,12 @@ fn exec_map(fd: i64) {
     let file = fd_file(fd);
     let Some(info) = file_info(file) else { return };
     if !is_regular(&info) {
+        return;
+    }
+    // Every exec maps libc and friends: only files the daemon has not analysed are news.
+    let (ino, dev) = info.identity();
+    // SAFETY: read-only lookup.
+    if unsafe { KNOWN_MAPS.get(&InodeKey { ino, dev, _pad: 0 }) }.is_some() {
         return;
     }
     let Some(buf) = scratch() else { return };

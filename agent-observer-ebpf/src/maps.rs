@@ -1,7 +1,7 @@
 //! Maps and globals shared by every sensor.
 
 use agent_observer_common::{
-    CommKey, KernelConfig, SCRATCH_SIZE, SockStats, SyscallSpec, Tracked, WriteKey, WriteStats, stat,
+    CommKey, InodeKey, KernelConfig, SCRATCH_SIZE, SockStats, SyscallSpec, Tracked, WriteKey, WriteStats, stat,
 };
 use aya_ebpf::{
     Global,
@@ -44,6 +44,10 @@ pub const SYSCALL_SLOTS: u32 = 512;
 /// Open write episodes: bytes and write counts per (process, open file).
 #[map]
 pub static WRITES: HashMap<WriteKey, WriteStats> = HashMap::with_max_entries(16384, 0);
+
+/// Files the daemon has analysed for TLS libraries: mapping them again is not reported.
+#[map]
+pub static KNOWN_MAPS: LruHashMap<InodeKey, u8> = LruHashMap::with_max_entries(16384, 0);
 
 /// Counters of TCP connections of tracked processes, by `struct sock *`.
 #[map]

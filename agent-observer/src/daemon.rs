@@ -231,7 +231,8 @@ pub fn run(options: Options, watch: Option<WatchTarget>) -> anyhow::Result<i32> 
         d.prober.request_file(None, &lib);
     }
     // Probes on system TLS libraries are in place before anyone is told the daemon is ready.
-    let _ = d.prober.settle(d.sensors.ebpf_mut(), BootClock::now_unix(), Duration::from_secs(10));
+    let coverage = d.prober.settle(d.sensors.ebpf_mut(), BootClock::now_unix(), Duration::from_secs(10));
+    d.tls_covered(coverage);
     if options.arming == Arming::OnDemand {
         d.correlator.capture_disarmed();
     }
@@ -415,9 +416,8 @@ impl Daemon {
                     // The process may call into a library it just mapped right away: attach now
                     // rather than after this batch (analysis of a library takes milliseconds).
                     let now = BootClock::now_unix();
-                    for coverage in self.prober.settle(self.sensors.ebpf_mut(), now, Duration::from_millis(500)) {
-                        self.correlator.handle(Event::TlsCoverage(coverage), &mut self.outputs);
-                    }
+                    let coverage = self.prober.settle(self.sensors.ebpf_mut(), now, Duration::from_millis(500));
+                    self.tls_covered(coverage);
                 }
             }
             event => {
@@ -433,8 +433,16 @@ impl Daemon {
     /// TLS probes the discovery worker made possible since last time.
     fn attach_tls(&mut self) {
         let now = BootClock::now_unix();
-        for coverage in self.prober.poll(self.sensors.ebpf_mut(), now) {
-            self.correlator.handle(Event::TlsCoverage(coverage), &mut self.outputs);
+        let coverage = self.prober.poll(self.sensors.ebpf_mut(), now);
+        self.tls_covered(coverage);
+    }
+
+    fn tls_covered(&mut self, coverage: Vec<crate::intake::TlsCoverage>) {
+        for c in coverage {
+            self.correlator.handle(Event::TlsCoverage(c), &mut self.outputs);
+        }
+        for (dev, ino) in self.prober.take_known() {
+            self.sensors.file_known(dev, ino);
         }
     }
 

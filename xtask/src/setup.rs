@@ -16,6 +16,8 @@ const APT: &[(&str, &str)] = &[
     ("util-linux", "setpriv"),
     ("ca-certificates", "update-ca-certificates"),
     ("gnutls-bin", "gnutls-cli"),
+    // libssl.a for the stripped-static-OpenSSL discovery tests (an absolute path: no binary).
+    ("libssl-dev", "/usr/include/openssl/ssl.h"),
 ];
 
 /// PyPI packages for the tests: real OTLP receivers we did not write, a Kubernetes schema
@@ -34,6 +36,9 @@ pub fn run(with_tests: bool) -> Result<()> {
 }
 
 fn have(binary: &str) -> bool {
+    if binary.starts_with('/') {
+        return std::path::Path::new(binary).exists();
+    }
     Command::new("sh")
         .args(["-c", &format!("command -v {binary} >/dev/null 2>&1")])
         .status()

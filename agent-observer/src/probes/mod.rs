@@ -78,6 +78,7 @@ pub struct Sensors {
     tracked: BpfHashMap<MapData, u32, Tracked>,
     writes: BpfHashMap<MapData, WriteKey, WriteStats>,
     socks: BpfHashMap<MapData, u64, agent_observer_common::SockStats>,
+    known_maps: BpfHashMap<MapData, agent_observer_common::InodeKey, u8>,
     /// Held open: the kernel empties a program array once no user-space fd refers to it.
     _continue: [ProgramArray<MapData>; 2],
     /// Owned so they can be detached off the event loop: each waits for an RCU grace period.
@@ -138,6 +139,7 @@ impl Sensors {
         let tracked = take_map(&mut ebpf, "TRACKED")?;
         let writes = take_map(&mut ebpf, "WRITES")?;
         let socks = take_map(&mut ebpf, "SOCKS")?;
+        let known_maps = take_map(&mut ebpf, "KNOWN_MAPS")?;
         let regs = offsets::regs_args(&btf).map_err(|e| ProbeError::Btf(e.to_string()))?;
         let call_regs = offsets::call_regs(&btf).map_err(|e| ProbeError::Btf(e.to_string()))?;
         load_syscall_handlers(&mut ebpf, &regs)?;
@@ -152,6 +154,7 @@ impl Sensors {
             tracked,
             writes,
             socks,
+            known_maps,
             _continue: cont,
             syscall_links: Vec::new(),
             attached: Vec::new(),
@@ -211,6 +214,13 @@ impl Sensors {
 
     pub fn armed(&self) -> bool {
         !self.syscall_links.is_empty()
+    }
+
+    /// Tells the kernel a file (stat(2) dev and inode) is analysed: its mappings need no report.
+    pub fn file_known(&mut self, dev: u64, ino: u64) {
+        // The kernel's dev_t is major << 20 | minor.
+        let kdev = (libc::major(dev) << 20) | libc::minor(dev);
+        let _ = self.known_maps.insert(agent_observer_common::InodeKey { ino, dev: kdev, _pad: 0 }, 1, 0);
     }
 
     /// Removes and returns the kernel's counters of one connection.

@@ -36,7 +36,7 @@ use crate::{
 };
 
 /// Identity of a file: uprobes are per inode.
-type FileKey = (u64, u64);
+pub type FileKey = (u64, u64);
 
 enum Request {
     File { tgid: Option<u32>, path: PathBuf, shown: String },
@@ -68,6 +68,7 @@ pub struct TlsProber {
     links: Vec<UProbeLink>,
     /// `struct pt_regs` offsets of the function-call argument registers.
     call_regs: [u32; 6],
+    newly_known: Vec<FileKey>,
 }
 
 fn library_name(l: TlsLibrary) -> &'static str {
@@ -157,6 +158,7 @@ impl TlsProber {
             files: HashMap::new(),
             links: Vec::new(),
             call_regs,
+            newly_known: Vec::new(),
         })
     }
 
@@ -197,6 +199,11 @@ impl TlsProber {
         self.poll(ebpf, now)
     }
 
+    /// Files analysed since last asked (stat dev, inode), for the kernel's `KNOWN_MAPS`.
+    pub fn take_known(&mut self) -> Vec<FileKey> {
+        std::mem::take(&mut self.newly_known)
+    }
+
     /// Attaches for what the worker found since last time; returns what processes now cover.
     pub fn poll(&mut self, ebpf: &mut Ebpf, now: UnixNanos) -> Vec<TlsCoverage> {
         let mut coverage: HashMap<u32, Vec<TlsLibraryState>> = HashMap::new();
@@ -220,6 +227,7 @@ impl TlsProber {
         if let Some(state) = self.files.get(&answer.key) {
             return state.clone();
         }
+        self.newly_known.push(answer.key);
         let state = match &answer.result {
             Err(e) => {
                 log::debug!("tls discovery: {e}");

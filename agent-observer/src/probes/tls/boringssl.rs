@@ -22,7 +22,7 @@ use super::{
     discover::{Convention, Direction, Found, Method, ProbePoint},
     functions::{Bounds, Function, Functions},
     image::Image,
-    markers,
+    markers::Markers,
     x86::{self, Code, Ref, SYSV_ARGS},
 };
 
@@ -31,7 +31,7 @@ const SSL_R_UNINITIALIZED: u32 = 226;
 const SSL_R_SSL_HANDSHAKE_FAILURE: u32 = 215;
 const ERR_R_SHOULD_NOT_HAVE_BEEN_CALLED: u32 = 66;
 /// A bound on references followed (a real `ssl_lib.cc` has a few hundred error sites).
-const MAX_REFS: usize = 10_000;
+const MAX_REFS: usize = 2_000;
 
 /// One `OPENSSL_PUT_ERROR(SSL, reason)` in `ssl_lib.cc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,8 +68,8 @@ impl FnSites {
 }
 
 /// `None` when the file has no BoringSSL `ssl_lib.cc` path string at all.
-pub(crate) fn find(img: &Image<'_>, code: &[Code<'_>], funcs: &Functions<'_, '_>) -> Option<Found> {
-    let files = markers::string_addresses(img, b"ssl/ssl_lib.cc\0", true, 16);
+pub(crate) fn find(img: &Image<'_>, code: &[Code<'_>], funcs: &Functions<'_, '_>, m: &Markers) -> Option<Found> {
+    let files = &m.ssl_lib_cc;
     if files.is_empty() {
         return None;
     }
@@ -78,7 +78,7 @@ pub(crate) fn find(img: &Image<'_>, code: &[Code<'_>], funcs: &Functions<'_, '_>
         found.notes.push(format!("BoringSSL error-site heuristic: {why}; no probe points"));
         Some(found)
     };
-    let refs = x86::find_refs(code, &files, MAX_REFS);
+    let refs = x86::find_refs(code, files, img.is_position_dependent(), MAX_REFS);
     let sites: Vec<Site> = refs.iter().filter_map(|r| error_site(code, r)).collect();
     let mut by_fn: BTreeMap<u64, FnSites> = BTreeMap::new();
     let mut orphans = 0usize;
@@ -103,7 +103,13 @@ pub(crate) fn find(img: &Image<'_>, code: &[Code<'_>], funcs: &Functions<'_, '_>
         .filter(|f| f.line_of(SSL_R_UNINITIALIZED).is_some() && f.line_of(SSL_R_SSL_HANDSHAKE_FAILURE).is_some())
         .collect();
     if both.len() != 2 {
-        return fail(found, format!("expected 2 functions raising reasons 226 and 215 (ssl_read_impl, SSL_write), found {}", both.len()));
+        return fail(
+            found,
+            format!(
+                "expected 2 functions raising reasons 226 and 215 (ssl_read_impl, SSL_write), found {}",
+                both.len()
+            ),
+        );
     }
     let (mut read_impl, mut write) = (both[0], both[1]);
     let line = |f: &FnSites| f.line_of(SSL_R_UNINITIALIZED).unwrap_or(0);
@@ -114,7 +120,9 @@ pub(crate) fn find(img: &Image<'_>, code: &[Code<'_>], funcs: &Functions<'_, '_>
         return fail(found, format!("both candidates raise reason 226 at line {}", line(write)));
     }
     let calls_read_impl = |f: &FnSites| {
-        funcs.code_of(&f.func).is_some_and(|c| x86::has_direct_transfer(c, f.func.start, f.func.end, read_impl.func.start))
+        funcs
+            .code_of(&f.func)
+            .is_some_and(|c| x86::has_direct_transfer(c, f.func.start, f.func.end, read_impl.func.start))
     };
     let readers: Vec<&FnSites> = by_fn
         .values()
@@ -123,19 +131,28 @@ pub(crate) fn find(img: &Image<'_>, code: &[Code<'_>], funcs: &Functions<'_, '_>
         .filter(|f| calls_read_impl(f))
         .collect();
     if readers.len() != 1 {
-        return fail(found, format!("expected 1 caller of ssl_read_impl raising reason 66 (SSL_read), found {}", readers.len()));
+        return fail(
+            found,
+            format!("expected 1 caller of ssl_read_impl raising reason 66 (SSL_read), found {}", readers.len()),
+        );
     }
     let read = readers[0];
     let read_line = read.line_of(ERR_R_SHOULD_NOT_HAVE_BEEN_CALLED).unwrap_or(0);
     if !(line(read_impl) < read_line && read_line < line(write)) {
         return fail(
             found,
-            format!("source order does not match: ssl_read_impl line {}, SSL_read line {read_line}, SSL_write line {}", line(read_impl), line(write)),
+            format!(
+                "source order does not match: ssl_read_impl line {}, SSL_read line {read_line}, SSL_write line {}",
+                line(read_impl),
+                line(write)
+            ),
         );
     }
     for (name, f) in [("SSL_write", write), ("SSL_read", read)] {
         if f.func.bounds == Bounds::Fde && !starts_like_a_function(code, f.func.start) {
-            found.notes.push(format!("{name} at {:#x}: its FDE start is not a push-rbp/endbr64 prologue", f.func.start));
+            found
+                .notes
+                .push(format!("{name} at {:#x}: its FDE start is not a push-rbp/endbr64 prologue", f.func.start));
         }
     }
     let mut points = Vec::new();
@@ -143,7 +160,13 @@ pub(crate) fn find(img: &Image<'_>, code: &[Code<'_>], funcs: &Functions<'_, '_>
         let Some(file_offset) = img.code_offset(f.func.start) else {
             return fail(found, format!("{name} at {:#x} has no file offset", f.func.start));
         };
-        points.push(ProbePoint { function: name.into(), file_offset, direction, convention: Convention::ReturnsBytes, method: Method::BoringSslErrorSites });
+        points.push(ProbePoint {
+            function: name.into(),
+            file_offset,
+            direction,
+            convention: Convention::ReturnsBytes,
+            method: Method::BoringSslErrorSites,
+        });
     }
     found.notes.push(format!(
         "BoringSSL error-site heuristic: SSL_write at {:#x} (ssl_lib.cc:{}), ssl_read_impl at {:#x} (:{}), \
@@ -160,7 +183,9 @@ pub(crate) fn find(img: &Image<'_>, code: &[Code<'_>], funcs: &Functions<'_, '_>
 
 fn starts_like_a_function(code: &[Code<'_>], va: u64) -> bool {
     let Some(bytes) = x86::region_of(code, va).and_then(|c| c.from(va)) else { return false };
-    bytes.starts_with(&x86::FRAME_PROLOGUE) || bytes.starts_with(&[0xF3, 0x0F, 0x1E, 0xFA]) || bytes.first() == Some(&0x55)
+    bytes.starts_with(&x86::FRAME_PROLOGUE)
+        || bytes.starts_with(&[0xF3, 0x0F, 0x1E, 0xFA])
+        || bytes.first() == Some(&0x55)
 }
 
 #[cfg(test)]
@@ -204,7 +229,10 @@ mod tests {
         ]
         .concat();
         let code = [Code { vaddr: 0x2000, bytes: &bytes }];
-        assert_eq!(error_site(&code, &Ref { va: 0x2000, target: 0x29466a }), Some(Site { va: 0x2000, reason: 226, line: 842 }));
+        assert_eq!(
+            error_site(&code, &Ref { va: 0x2000, target: 0x29466a }),
+            Some(Site { va: 0x2000, reason: 226, line: 842 })
+        );
 
         // Another library's error (ERR_LIB_X509 = 11): not an SSL site.
         let mut bytes = site_bytes(&[0xB9, 0x9D, 0xE5, 0x29, 0x00], true, 226, 837);

@@ -79,9 +79,9 @@ pub struct ProbePoint {
 
 #[derive(Clone, Debug, Default)]
 pub struct Discovery {
-    /// `None`: no TLS stack recognised. When a file links a capturable stack and an
-    /// uncapturable one (rustls, Go `crypto/tls`), this names the uncapturable one so its
-    /// traffic is reported as a gap, and `points` still holds the other stack's probe points.
+    /// `None`: no TLS stack recognised. When a file links an uncapturable stack (rustls, Go
+    /// `crypto/tls`) and a capturable one, the uncapturable one is named (and `points` is
+    /// empty) so its traffic is reported as a gap; `notes` names the other stack's functions.
     pub library: Option<TlsLibrary>,
     /// e.g. "OpenSSL 3.0.19" when found.
     pub version: Option<String>,
@@ -183,14 +183,17 @@ fn discover(img: &Image<'_>) -> Discovery {
     let sym = symbols::find(img);
     d.notes.extend(sym.notes);
     if let Some(&family) = sym.families.first() {
-        d.library = Some(if family == super::discover::TlsLibrary::OpenSsl && m.boringssl && m.openssl_version.is_none() {
+        d.library = Some(if family == TlsLibrary::OpenSsl && m.boringssl && m.openssl_version.is_none() {
             d.version = Some("BoringSSL".into());
             TlsLibrary::BoringSsl
         } else {
             family
         });
         if sym.families.len() > 1 {
-            d.notes.push(format!("symbols of several TLS libraries: {:?}; points for all of them are returned", sym.families));
+            d.notes.push(format!(
+                "symbols of several TLS libraries: {:?}; points for all of them are returned",
+                sym.families
+            ));
         }
         d.points = sym.points;
         d.notes.push(format!("found by exported/static symbols: {}", names(&d.points)));
@@ -202,9 +205,9 @@ fn discover(img: &Image<'_>) -> Discovery {
     } else {
         let code = img.code();
         let funcs = Functions::new(img, &code);
-        if let Some(found) = boringssl::find(img, &code, &funcs) {
+        if let Some(found) = boringssl::find(img, &code, &funcs, &m) {
             d.library = Some(TlsLibrary::BoringSsl);
-            d.version.get_or_insert_with(|| "BoringSSL".into());
+            d.version = Some("BoringSSL".into());
             d.notes.extend(found.notes);
             d.points = found.points;
         }
@@ -213,23 +216,27 @@ fn discover(img: &Image<'_>) -> Discovery {
         {
             if d.library.is_none() || !found.points.is_empty() {
                 d.library = Some(TlsLibrary::OpenSsl);
+                d.version = m.openssl_version.clone();
             }
             d.notes.extend(found.notes);
             d.points = found.points;
         }
     }
     if d.library.is_none() && !sym.imports.is_empty() {
-        d.notes.push(format!(
-            "imports {} from a shared library: analyse that library instead",
-            sym.imports.join(", ")
-        ));
+        d.notes.push(format!("imports {} from a shared library: analyse that library instead", sym.imports.join(", ")));
     }
 
-    // Stacks with no function-boundary capture: recognised, never probed. They take `library`
-    // even when another stack's points were found, so the gap is reported (Codex links rustls,
-    // which carries its API traffic, and a vendored OpenSSL too).
+    // Stacks with no function-boundary capture: recognised, never probed. A file reports one
+    // stack; when it links a capturable one too (Codex links rustls, which carries its API
+    // traffic, and a vendored OpenSSL), the uncapturable one is reported, so the gap is not
+    // hidden behind probes that would see none of that traffic, and the other stack's points
+    // are named in a note instead of returned.
     let uncapturable = if m.go_crypto_tls {
-        Some((TlsLibrary::GoCryptoTls, None, "Go crypto/tls (plaintext capture needs Go-specific probes, not supported)".to_string()))
+        Some((
+            TlsLibrary::GoCryptoTls,
+            None,
+            "Go crypto/tls (plaintext capture needs Go-specific probes, not supported)".to_string(),
+        ))
     } else if let Some(rustls) = &m.rustls {
         let provider = match (m.aws_lc, m.ring) {
             (true, true) => "aws-lc-rs and ring",
@@ -237,27 +244,38 @@ fn discover(img: &Image<'_>) -> Discovery {
             (false, true) => "ring",
             (false, false) => "unknown crypto provider",
         };
-        Some((TlsLibrary::Rustls, Some(rustls.clone()), format!("{rustls} on {provider} (statically linked, no stable symbols: not capturable)")))
+        Some((
+            TlsLibrary::Rustls,
+            Some(rustls.clone()),
+            format!("{rustls} on {provider} (statically linked, no stable symbols: not capturable)"),
+        ))
     } else {
         None
     };
     if let Some((library, version, what)) = uncapturable {
-        if d.points.is_empty() {
-            d.notes.push(format!("TLS stack: {what}"));
-        } else {
+        if !d.points.is_empty() {
             d.notes.push(format!(
-                "TLS stacks: {what}, and {:?}{} whose probe points are returned; connections made through \
-                 {library:?} are not captured",
+                "{:?}{} is linked too, with probe points {}: not returned, because {what} is the stack reported",
                 d.library.unwrap_or(TlsLibrary::None),
                 d.version.as_deref().map(|v| format!(" ({v})")).unwrap_or_default(),
+                d.points
+                    .iter()
+                    .map(|p| format!("{} at file offset {:#x}", p.function, p.file_offset))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ));
+            d.points.clear();
         }
+        d.notes.push(format!("TLS stack: {what}"));
         d.library = Some(library);
         d.version = version;
     }
     if d.library.is_none() {
-        d.notes.push("no TLS library recognised (no TLS symbols, BoringSSL/OpenSSL internals, rustls or Go markers)".into());
-    } else if d.points.is_empty() && !d.notes.iter().any(|n| n.contains("no probe points") || n.contains("TLS stack:")) {
+        d.notes.push(
+            "no TLS library recognised (no TLS symbols, BoringSSL/OpenSSL internals, rustls or Go markers)".into(),
+        );
+    } else if d.points.is_empty() && !d.notes.iter().any(|n| n.contains("no probe points") || n.contains("TLS stack:"))
+    {
         d.notes.push("no probe points".into());
     }
     d
@@ -302,7 +320,13 @@ impl DiscoveryCache {
         if !meta.is_file() {
             return Err(DiscoveryError::NotAFile { path: path.into() });
         }
-        let key = StatKey { dev: meta.dev(), ino: meta.ino(), size: meta.len(), mtime: meta.mtime(), mtime_nsec: meta.mtime_nsec() };
+        let key = StatKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+        };
         if let Some(hit) = self.by_stat.get(&key) {
             return Ok(hit.clone());
         }
@@ -345,17 +369,43 @@ mod tests {
 
     #[test]
     fn symbols_in_a_synthetic_executable() {
-        let elf = synthetic_elf(2, 0x40_1000, &[0xC3; 0x40], b"OpenSSL 3.0.19 27 Jan 2026\0", &[("SSL_write", 0x40_1000), ("SSL_read", 0x40_1020)]);
+        let elf = synthetic_elf(
+            2,
+            0x40_1000,
+            &[0xC3; 0x40],
+            b"OpenSSL 3.0.19 27 Jan 2026\0",
+            &[("SSL_write", 0x40_1000), ("SSL_read", 0x40_1020)],
+        );
         let d = analyze_bytes(&elf).unwrap();
         assert_eq!(d.library, Some(TlsLibrary::OpenSsl));
         assert_eq!(d.version.as_deref(), Some("OpenSSL 3.0.19"));
         assert_eq!(
             d.points,
             vec![
-                ProbePoint { function: "SSL_write".into(), file_offset: 0x1000, direction: Direction::Send, convention: Convention::ReturnsBytes, method: Method::Symbol },
-                ProbePoint { function: "SSL_read".into(), file_offset: 0x1020, direction: Direction::Recv, convention: Convention::ReturnsBytes, method: Method::Symbol },
+                ProbePoint {
+                    function: "SSL_write".into(),
+                    file_offset: 0x1000,
+                    direction: Direction::Send,
+                    convention: Convention::ReturnsBytes,
+                    method: Method::Symbol
+                },
+                ProbePoint {
+                    function: "SSL_read".into(),
+                    file_offset: 0x1020,
+                    direction: Direction::Recv,
+                    convention: Convention::ReturnsBytes,
+                    method: Method::Symbol
+                },
             ]
         );
+    }
+
+    #[test]
+    fn boringssl_with_openssl_names() {
+        let rodata = b"OpenSSL 1.1.1 (compatible; BoringSSL)\0";
+        let d = analyze_bytes(&synthetic_elf(3, 0x1000, &[0xC3; 0x20], rodata, &[("SSL_write", 0x1000)])).unwrap();
+        assert_eq!(d.library, Some(TlsLibrary::BoringSsl));
+        assert_eq!(d.version.as_deref(), Some("BoringSSL"));
     }
 
     #[test]

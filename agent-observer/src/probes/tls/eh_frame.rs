@@ -172,7 +172,11 @@ fn parse_cie(r: &mut Reader<'_>) -> Option<Cie> {
     }
     r.uleb()?; // code alignment
     r.sleb()?; // data alignment
-    if version == 1 { r.u8().map(u64::from)? } else { r.uleb()? }; // return address register
+    if version == 1 {
+        r.u8().map(u64::from)?
+    } else {
+        r.uleb()?
+    }; // return address register
     let mut cie = Cie { fde_encoding: PE_ABSPTR, has_aug_data: false };
     if aug.first() != Some(&b'z') {
         return Some(cie);
@@ -241,7 +245,14 @@ fn fde_range(img: &Image<'_>, fde_va: u64) -> Option<Range<u64>> {
 /// A function-boundary index over one file.
 pub(crate) enum FdeIndex<'d> {
     /// `.eh_frame_hdr`'s binary search table: `count` pairs of `entry`-byte values.
-    Table { table: &'d [u8], count: usize, encoding: u8, entry: usize, hdr_va: u64, table_va: u64 },
+    Table {
+        table: &'d [u8],
+        count: usize,
+        encoding: u8,
+        entry: usize,
+        hdr_va: u64,
+        table_va: u64,
+    },
     /// FDE ranges from walking `.eh_frame`, sorted by start.
     Sorted(Vec<Range<u64>>),
     None,
@@ -445,7 +456,13 @@ mod tests {
 
     #[test]
     fn malformed_tables_are_not_indexes() {
-        let img_bytes = synthetic_elf(2, 0x1000, &[0xC3], &[1, 0x1B, 0x03, 0x3B, 0xFF, 0xFF, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0x7F], &[]);
+        let img_bytes = synthetic_elf(
+            2,
+            0x1000,
+            &[0xC3],
+            &[1, 0x1B, 0x03, 0x3B, 0xFF, 0xFF, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0x7F],
+            &[],
+        );
         let img = Image::parse(&img_bytes, &[]).unwrap();
         let ro_va = img.section(".rodata").unwrap().0.addr;
         assert!(FdeIndex::from_hdr(&img, ro_va).is_none(), "a count past the end");

@@ -8,7 +8,9 @@
 
 use object::{
     Endianness, FileKind, Object,
-    elf::{PF_W, PF_X, PT_GNU_EH_FRAME, PT_LOAD, SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_UNDEF, SHT_NOBITS, SHT_PROGBITS},
+    elf::{
+        PF_W, PF_X, PT_GNU_EH_FRAME, PT_LOAD, SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_UNDEF, SHT_NOBITS, SHT_PROGBITS,
+    },
     read::elf::{ElfFile, FileHeader, ProgramHeader, SectionHeader, Sym},
 };
 
@@ -112,15 +114,14 @@ impl<'d> Image<'d> {
             }
             let offset: u64 = ph.p_offset(endian).into();
             let filesz: u64 = ph.p_filesz(endian).into();
-            if offset >= len {
+            let vaddr: u64 = ph.p_vaddr(endian).into();
+            let filesz = filesz.min(len.saturating_sub(offset));
+            // Nothing in the file, or addresses that would wrap: not a segment to look into.
+            // (This keeps every `vaddr + n` below in range.)
+            if filesz == 0 || vaddr.checked_add(filesz).is_none() {
                 continue;
             }
-            segments.push(Segment {
-                vaddr: ph.p_vaddr(endian).into(),
-                offset,
-                filesz: filesz.min(len - offset),
-                flags: ph.p_flags(endian),
-            });
+            segments.push(Segment { vaddr, offset, filesz, flags: ph.p_flags(endian) });
         }
 
         let table = file.elf_section_table();
@@ -140,7 +141,9 @@ impl<'d> Image<'d> {
         }
 
         let mut symbols = Vec::new();
-        for (table, which) in [(file.elf_dynamic_symbol_table(), SymTable::Dynamic), (file.elf_symbol_table(), SymTable::Static)] {
+        for (table, which) in
+            [(file.elf_dynamic_symbol_table(), SymTable::Dynamic), (file.elf_symbol_table(), SymTable::Static)]
+        {
             for sym in table.iter() {
                 let Ok(raw) = table.symbol_name(endian, sym) else { continue };
                 let Some(&name) = wanted.iter().find(|w| w.as_bytes() == raw) else { continue };
@@ -183,6 +186,11 @@ impl<'d> Image<'d> {
         let start = (vaddr - s.vaddr + s.offset) as usize;
         let end = (s.offset + s.filesz) as usize;
         self.data.get(start..end)
+    }
+
+    /// Whether code may hold absolute addresses as 32-bit immediates (`ET_EXEC`: not PIE).
+    pub fn is_position_dependent(&self) -> bool {
+        self.e_type == object::elf::ET_EXEC
     }
 
     /// The virtual address of file offset `offset`, if a loadable segment maps it.
@@ -252,7 +260,7 @@ pub(crate) mod tests {
         let mut out = vec![0u8; 0x1000];
         let text_off = 0x1000u64;
         out.extend_from_slice(code);
-        while out.len() % 0x1000 != 0 {
+        while !out.len().is_multiple_of(0x1000) {
             out.push(0);
         }
         let ro_off = out.len() as u64;
@@ -273,7 +281,7 @@ pub(crate) mod tests {
             s[16..24].copy_from_slice(&16u64.to_le_bytes());
             dynsym.extend_from_slice(&s);
         }
-        while out.len() % 8 != 0 {
+        while !out.len().is_multiple_of(8) {
             out.push(0);
         }
         let dynsym_off = out.len() as u64;
@@ -283,7 +291,7 @@ pub(crate) mod tests {
         let shstr = b"\0.text\0.rodata\0.dynsym\0.dynstr\0.shstrtab\0";
         let shstr_off = out.len() as u64;
         out.extend_from_slice(shstr);
-        while out.len() % 8 != 0 {
+        while !out.len().is_multiple_of(8) {
             out.push(0);
         }
         let shoff = out.len() as u64;

@@ -1,8 +1,9 @@
-//! Strings in read-only data that identify a TLS stack and its version.
+//! Strings in read-only data that identify a TLS stack, its version, and the internal strings
+//! the stripped-binary heuristics start from.
 //!
-//! Only read-only data is searched (allocated sections that are neither writable nor code), so
-//! a script bundle carried in a writable section (Bun's `.bun`) or in a note cannot be
-//! mistaken for the binary's own strings.
+//! Only read-only data is searched (allocated `PROGBITS` sections that are neither writable
+//! nor code), so a script bundle carried in a writable section (Bun's `.bun`) or a note
+//! cannot be mistaken for the binary's own strings.
 
 use memchr::memmem::Finder;
 
@@ -15,7 +16,7 @@ pub(crate) struct Markers {
     /// (major, minor) of `openssl_version`.
     pub openssl_release: Option<(u32, u32)>,
     /// The reason string of `SSL_R_UNSUPPORTED_WRITE_FLAG`, which exists only where
-    /// `ssl_write_internal` takes a `flags` argument (OpenSSL >= 3.2).
+    /// `ssl_write_internal` takes a `flags` argument.
     pub openssl_write_flags: bool,
     /// `"BoringSSL"` as a C string (`OpenSSL_version()` in BoringSSL) or a `boringssl/` path.
     pub boringssl: bool,
@@ -27,77 +28,128 @@ pub(crate) struct Markers {
     pub go: bool,
     /// Go's `crypto/tls` package (function names in the pcln table survive `-s -w`).
     pub go_crypto_tls: bool,
+    /// Addresses of C strings ending in `ssl/ssl_lib.cc` (BoringSSL's `__FILE__`).
+    pub ssl_lib_cc: Vec<u64>,
+    /// Addresses of `"ssl_write_internal"` / `"ssl_read_internal"` (OpenSSL's `__func__`),
+    /// possibly inside the tail of a longer merged string.
+    pub ssl_write_internal: Vec<u64>,
+    pub ssl_read_internal: Vec<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pat {
+    OpenSsl,
+    WriteFlag,
+    BoringCStr,
+    BoringPath,
+    Rustls,
+    AwsLcRs,
+    AwsLcSys,
+    AwsLcName,
+    Ring,
+    GoBuildInfo,
+    GoTls,
+    SslLibCc,
+    SslWriteInternal,
+    SslReadInternal,
+}
+
+const PATTERNS: &[(&[u8], Pat)] = &[
+    (b"OpenSSL ", Pat::OpenSsl),
+    (b"unsupported write flag\0", Pat::WriteFlag),
+    (b"BoringSSL\0", Pat::BoringCStr),
+    (b"boringssl/", Pat::BoringPath),
+    (b"/rustls-", Pat::Rustls),
+    (b"aws-lc-rs-", Pat::AwsLcRs),
+    (b"aws-lc-sys-", Pat::AwsLcSys),
+    (b"AWS-LC", Pat::AwsLcName),
+    (b"/ring-0.", Pat::Ring),
+    (b"\xff Go buildinf:", Pat::GoBuildInfo),
+    (b"crypto/tls.", Pat::GoTls),
+    (b"ssl/ssl_lib.cc\0", Pat::SslLibCc),
+    (b"ssl_write_internal\0", Pat::SslWriteInternal),
+    (b"ssl_read_internal\0", Pat::SslReadInternal),
+];
+
+/// The most addresses kept per internal string.
+const MAX_ADDRESSES: usize = 16;
+
+/// Calls `found(pattern, bytes, at)` for every occurrence of every pattern in `bytes`, pattern
+/// by pattern, each in order. One SIMD `memmem` pass per pattern beats a single byte-at-a-time
+/// pass over all of them (24 ms against 47 ms for Node's 47 MB `.rodata`).
+fn scan_bytes(bytes: &[u8], finders: &[(Finder<'static>, Pat)], found: &mut impl FnMut(Pat, &[u8], usize)) {
+    for (finder, id) in finders {
+        for at in finder.find_iter(bytes) {
+            found(*id, bytes, at);
+        }
+    }
+}
+
+fn finders() -> Vec<(Finder<'static>, Pat)> {
+    PATTERNS.iter().map(|(pattern, id)| (Finder::new(*pattern), *id)).collect()
 }
 
 pub(crate) fn scan(img: &Image<'_>) -> Markers {
-    let regions = img.rodata();
     let mut m = Markers::default();
-    let any = |needle: &[u8]| {
-        let f = Finder::new(needle);
-        regions.iter().any(|(_, bytes)| f.find(bytes).is_some())
-    };
-
-    let openssl = Finder::new(b"OpenSSL ");
-    'version: for (_, bytes) in &regions {
-        for at in openssl.find_iter(bytes) {
-            let tail = &bytes[at + 8..bytes.len().min(at + 8 + 48)];
-            if let Some((text, release)) = parse_openssl_version(tail) {
-                m.openssl_version = Some(format!("OpenSSL {text}"));
-                m.openssl_release = Some(release);
-                break 'version;
-            }
-        }
-    }
-    m.openssl_write_flags = any(b"unsupported write flag\0");
-    m.boringssl = any(b"\0BoringSSL\0") || any(b"boringssl/");
-
-    let rustls = Finder::new(b"/rustls-");
-    'rustls: for (_, bytes) in &regions {
-        for at in rustls.find_iter(bytes) {
-            let tail = &bytes[at + 8..bytes.len().min(at + 8 + 24)];
-            if tail.first().is_some_and(u8::is_ascii_digit) {
-                let n = tail.iter().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-')).count();
-                m.rustls = Some(format!("rustls-{}", String::from_utf8_lossy(&tail[..n])));
-                break 'rustls;
-            }
-        }
-    }
-    m.aws_lc = any(b"aws-lc-rs-") || any(b"aws-lc-sys-") || any(b"AWS-LC");
-    m.ring = any(b"/ring-0.");
-    m.go = any(b"\xff Go buildinf:") || img.section(".go.buildinfo").is_some_and(|(_, b)| b.starts_with(b"\xff Go buildinf:"));
-    m.go_crypto_tls = m.go && any(b"crypto/tls.");
-    m
-}
-
-/// Virtual addresses of the C strings in read-only data that end with `suffix` (which ends
-/// with its NUL): the whole string's start when `whole`, else where `suffix` itself starts
-/// (a name the linker may have merged into the tail of a longer string). At most `limit`.
-pub(crate) fn string_addresses(img: &Image<'_>, suffix: &[u8], whole: bool, limit: usize) -> Vec<u64> {
-    let finder = Finder::new(suffix);
-    let mut out = Vec::new();
+    let finders = finders();
     for (offset, bytes) in img.rodata() {
-        for at in finder.find_iter(bytes) {
-            let start = if whole {
-                let floor = at.saturating_sub(4096);
-                match memchr::memrchr(0, &bytes[floor..at]) {
-                    Some(nul) => floor + nul + 1,
-                    None if floor == 0 => 0,
-                    None => continue,
+        let va_of = |at: usize| img.vaddr_of_offset(offset + at as u64);
+        let mut found = |id: Pat, bytes: &[u8], at: usize| {
+            let tail = |skip: usize, n: usize| &bytes[(at + skip).min(bytes.len())..bytes.len().min(at + skip + n)];
+            let push = |list: &mut Vec<u64>, at: usize| {
+                if let Some(va) = va_of(at)
+                    && list.len() < MAX_ADDRESSES
+                    && !list.contains(&va)
+                {
+                    list.push(va);
                 }
-            } else {
-                at
             };
-            if let Some(va) = img.vaddr_of_offset(offset + start as u64)
-                && !out.contains(&va)
-            {
-                out.push(va);
-                if out.len() >= limit {
-                    return out;
+            match id {
+                Pat::OpenSsl if m.openssl_version.is_none() => {
+                    // BoringSSL's OPENSSL_VERSION_TEXT: "OpenSSL 1.1.1 (compatible; BoringSSL)".
+                    if memchr::memmem::find(tail(8, 48), b"BoringSSL").is_some() {
+                        m.boringssl = true;
+                    } else if let Some((text, release)) = parse_openssl_version(tail(8, 48)) {
+                        m.openssl_version = Some(format!("OpenSSL {text}"));
+                        m.openssl_release = Some(release);
+                    }
                 }
+                Pat::WriteFlag => m.openssl_write_flags = true,
+                Pat::BoringCStr if at > 0 && bytes[at - 1] == 0 => m.boringssl = true,
+                Pat::BoringPath => m.boringssl = true,
+                Pat::Rustls if m.rustls.is_none() => {
+                    let t = tail(8, 24);
+                    if t.first().is_some_and(u8::is_ascii_digit) {
+                        let n = t.iter().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-')).count();
+                        m.rustls = Some(format!("rustls-{}", String::from_utf8_lossy(&t[..n])));
+                    }
+                }
+                Pat::AwsLcRs | Pat::AwsLcSys | Pat::AwsLcName => m.aws_lc = true,
+                Pat::Ring => m.ring = true,
+                Pat::GoBuildInfo => m.go = true,
+                Pat::GoTls => m.go_crypto_tls = true,
+                Pat::SslLibCc => {
+                    // The whole path string: back to the NUL before it.
+                    let floor = at.saturating_sub(4096);
+                    let start = match memchr::memrchr(0, &bytes[floor..at]) {
+                        Some(nul) => floor + nul + 1,
+                        None if floor == 0 => 0,
+                        None => return,
+                    };
+                    push(&mut m.ssl_lib_cc, start);
+                }
+                Pat::SslWriteInternal => push(&mut m.ssl_write_internal, at),
+                Pat::SslReadInternal => push(&mut m.ssl_read_internal, at),
+                _ => {}
             }
-        }
+        };
+        scan_bytes(bytes, &finders, &mut found);
     }
-    out
+    if !m.go {
+        m.go = img.section(".go.buildinfo").is_some_and(|(_, b)| b.starts_with(b"\xff Go buildinf:"));
+    }
+    m.go_crypto_tls &= m.go;
+    m
 }
 
 /// `3.0.19 27 Jan 2026` → (`3.0.19`, (3, 0)); keeps a suffix glued to the number (`+quic`).
@@ -128,5 +180,26 @@ mod tests {
         assert_eq!(parse_openssl_version(b"3.0 legacy provider"), None);
         assert_eq!(parse_openssl_version(b"Project"), None);
         assert_eq!(parse_openssl_version(b""), None);
+    }
+
+    #[test]
+    fn finds_every_pattern() {
+        let finders = finders();
+        let text = b"xxOpenSSL 3.0.1\0/rustls-0.23.1/src\0ssl_write_internal\0AWS-LCssl_write_internal\0e";
+        let mut hits = Vec::new();
+        scan_bytes(text, &finders, &mut |id, _, at| hits.push((id, at)));
+        hits.sort_by_key(|h| h.1);
+        assert_eq!(
+            hits,
+            vec![
+                (Pat::OpenSsl, 2),
+                (Pat::Rustls, 16),
+                (Pat::SslWriteInternal, 35),
+                (Pat::AwsLcName, 54),
+                (Pat::SslWriteInternal, 60)
+            ]
+        );
+        scan_bytes(b"", &finders, &mut |_, _, _| panic!());
+        scan_bytes(b"OpenSSL", &finders, &mut |_, _, _| panic!("a prefix is not a match"));
     }
 }

@@ -27,5 +27,6 @@ mod symbols;
 mod x86;
 
 pub use discover::{
-    Convention, Direction, Discovery, DiscoveryCache, DiscoveryError, Method, ProbePoint, TlsLibrary, analyze, analyze_bytes,
+    Convention, Direction, Discovery, DiscoveryCache, DiscoveryError, Method, ProbePoint, TlsLibrary, analyze,
+    analyze_bytes,
 };

@@ -29,11 +29,14 @@ use super::{
     discover::{Convention, Direction, Found, Method, ProbePoint},
     functions::{Function, Functions},
     image::Image,
-    markers::{self, Markers},
+    markers::Markers,
     x86::{self, Code},
 };
 
-const MAX_REFS: usize = 10_000;
+const MAX_REFS: usize = 2_000;
+/// Callers are looked for this far either side of a candidate: `SSL_write` and friends are in
+/// the same translation unit (`ssl/ssl_lib.c`), so they sit close by.
+const CALLER_WINDOW: u64 = 8 << 20;
 const ERR_LIB_SSL: u64 = 20;
 const SSL_R_UNSUPPORTED_WRITE_FLAG: u32 = 412;
 
@@ -43,7 +46,9 @@ fn error_reasons(code: &[Code<'_>], refs: &[u64]) -> Vec<u32> {
     let mut out = Vec::new();
     for &va in refs {
         let Some((_, call)) = x86::args_at_call(code, va) else { continue };
-        let Some(len) = x86::region_of(code, call).and_then(|c| c.from(call)).and_then(|b| x86::decode(b, call)).map(|i| i.len) else {
+        let Some(len) =
+            x86::region_of(code, call).and_then(|c| c.from(call)).and_then(|b| x86::decode(b, call)).map(|i| i.len)
+        else {
             continue;
         };
         let Some((regs, _)) = x86::args_at_call(code, call + len as u64) else { continue };
@@ -59,8 +64,7 @@ fn error_reasons(code: &[Code<'_>], refs: &[u64]) -> Vec<u32> {
 
 /// `None` when the file has no `ssl_write_internal`/`ssl_read_internal` name strings.
 pub(crate) fn find(img: &Image<'_>, code: &[Code<'_>], funcs: &Functions<'_, '_>, m: &Markers) -> Option<Found> {
-    let write_names = markers::string_addresses(img, b"ssl_write_internal\0", false, 16);
-    let read_names = markers::string_addresses(img, b"ssl_read_internal\0", false, 16);
+    let (write_names, read_names) = (&m.ssl_write_internal, &m.ssl_read_internal);
     if write_names.is_empty() && read_names.is_empty() {
         return None;
     }
@@ -70,10 +74,10 @@ pub(crate) fn find(img: &Image<'_>, code: &[Code<'_>], funcs: &Functions<'_, '_>
         Some(found)
     };
 
-    let targets: Vec<u64> = write_names.iter().chain(&read_names).copied().collect();
-    let refs = x86::find_refs(code, &targets, MAX_REFS);
+    let targets: Vec<u64> = write_names.iter().chain(read_names).copied().collect();
+    let refs = x86::find_refs(code, &targets, img.is_position_dependent(), MAX_REFS);
     let mut entries = Vec::new();
-    for (name, names) in [("ssl_write_internal", &write_names), ("ssl_read_internal", &read_names)] {
+    for (name, names) in [("ssl_write_internal", write_names), ("ssl_read_internal", read_names)] {
         let mut holders: BTreeMap<u64, Function> = BTreeMap::new();
         let mut orphans = 0;
         for r in refs.iter().filter(|r| names.contains(&r.target)) {
@@ -85,14 +89,17 @@ pub(crate) fn find(img: &Image<'_>, code: &[Code<'_>], funcs: &Functions<'_, '_>
             }
         }
         if holders.is_empty() {
-            return fail(found, format!("no function references the name {name} ({orphans} references outside functions)"));
+            return fail(
+                found,
+                format!("no function references the name {name} ({orphans} references outside functions)"),
+            );
         }
         entries.push((name, holders));
     }
 
     // Keep the functions that something calls directly.
     let all: Vec<u64> = entries.iter().flat_map(|(_, h)| h.keys().copied()).collect();
-    let called = x86::direct_call_targets(code, &all);
+    let called = x86::direct_call_targets(code, &all, CALLER_WINDOW);
     let is_called = |start: u64| all.iter().position(|&a| a == start).is_some_and(|i| called[i]);
     let mut chosen = Vec::new();
     for (name, holders) in &entries {
@@ -112,8 +119,11 @@ pub(crate) fn find(img: &Image<'_>, code: &[Code<'_>], funcs: &Functions<'_, '_>
 
     // Which ssl_write_internal: with or without the flags argument.
     let write_fn = chosen[0].1;
-    let write_refs: Vec<u64> =
-        refs.iter().filter(|r| write_names.contains(&r.target) && r.va >= write_fn.start && r.va < write_fn.end).map(|r| r.va).collect();
+    let write_refs: Vec<u64> = refs
+        .iter()
+        .filter(|r| write_names.contains(&r.target) && r.va >= write_fn.start && r.va < write_fn.end)
+        .map(|r| r.va)
+        .collect();
     let reasons = error_reasons(code, &write_refs);
     let flags = reasons.contains(&SSL_R_UNSUPPORTED_WRITE_FLAG) || m.openssl_write_flags;
     let version = m.openssl_version.as_deref().unwrap_or("version string not found");
@@ -132,7 +142,8 @@ pub(crate) fn find(img: &Image<'_>, code: &[Code<'_>], funcs: &Functions<'_, '_>
         let Some(file_offset) = img.code_offset(f.start) else {
             return fail(found, format!("{name} at {:#x} has no file offset", f.start));
         };
-        let (direction, arg) = if *name == "ssl_write_internal" { (Direction::Send, write_arg) } else { (Direction::Recv, 3) };
+        let (direction, arg) =
+            if *name == "ssl_write_internal" { (Direction::Send, write_arg) } else { (Direction::Recv, 3) };
         found.points.push(ProbePoint {
             function: (*name).into(),
             file_offset,

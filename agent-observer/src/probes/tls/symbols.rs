@@ -7,7 +7,7 @@
 //! Nesting: all four OpenSSL points are returned. In OpenSSL 3.0 (3.0.22 checked by
 //! disassembling Debian's `libssl.a`) `SSL_write` calls `ssl_write_internal` directly and
 //! `SSL_write_ex` does too, so neither runs inside the other; the same holds for `SSL_read`,
-//! `SSL_read_ex` and `ssl_read_internal`. In current OpenSSL (3.5 source) `SSL_write` still
+//! `SSL_read_ex` and `ssl_read_internal`. In current OpenSSL source (master) `SSL_write` still
 //! calls `ssl_write_internal` directly while `SSL_write_ex` goes through `SSL_write_ex2` (not
 //! probed), so again no probed function runs inside another.
 
@@ -27,13 +27,48 @@ struct Spec {
 }
 
 const SPECS: &[Spec] = &[
-    Spec { name: "SSL_write", family: TlsLibrary::OpenSsl, direction: Direction::Send, convention: Convention::ReturnsBytes },
-    Spec { name: "SSL_read", family: TlsLibrary::OpenSsl, direction: Direction::Recv, convention: Convention::ReturnsBytes },
-    Spec { name: "SSL_write_ex", family: TlsLibrary::OpenSsl, direction: Direction::Send, convention: Convention::OutParam { arg: 3 } },
-    Spec { name: "SSL_read_ex", family: TlsLibrary::OpenSsl, direction: Direction::Recv, convention: Convention::OutParam { arg: 3 } },
-    Spec { name: "gnutls_record_send", family: TlsLibrary::GnuTls, direction: Direction::Send, convention: Convention::ReturnsBytes },
-    Spec { name: "gnutls_record_recv", family: TlsLibrary::GnuTls, direction: Direction::Recv, convention: Convention::ReturnsBytes },
-    Spec { name: "PR_Write", family: TlsLibrary::Nss, direction: Direction::Send, convention: Convention::ReturnsBytes },
+    Spec {
+        name: "SSL_write",
+        family: TlsLibrary::OpenSsl,
+        direction: Direction::Send,
+        convention: Convention::ReturnsBytes,
+    },
+    Spec {
+        name: "SSL_read",
+        family: TlsLibrary::OpenSsl,
+        direction: Direction::Recv,
+        convention: Convention::ReturnsBytes,
+    },
+    Spec {
+        name: "SSL_write_ex",
+        family: TlsLibrary::OpenSsl,
+        direction: Direction::Send,
+        convention: Convention::OutParam { arg: 3 },
+    },
+    Spec {
+        name: "SSL_read_ex",
+        family: TlsLibrary::OpenSsl,
+        direction: Direction::Recv,
+        convention: Convention::OutParam { arg: 3 },
+    },
+    Spec {
+        name: "gnutls_record_send",
+        family: TlsLibrary::GnuTls,
+        direction: Direction::Send,
+        convention: Convention::ReturnsBytes,
+    },
+    Spec {
+        name: "gnutls_record_recv",
+        family: TlsLibrary::GnuTls,
+        direction: Direction::Recv,
+        convention: Convention::ReturnsBytes,
+    },
+    Spec {
+        name: "PR_Write",
+        family: TlsLibrary::Nss,
+        direction: Direction::Send,
+        convention: Convention::ReturnsBytes,
+    },
     Spec { name: "PR_Send", family: TlsLibrary::Nss, direction: Direction::Send, convention: Convention::ReturnsBytes },
     Spec { name: "PR_Read", family: TlsLibrary::Nss, direction: Direction::Recv, convention: Convention::ReturnsBytes },
     Spec { name: "PR_Recv", family: TlsLibrary::Nss, direction: Direction::Recv, convention: Convention::ReturnsBytes },

@@ -346,7 +346,8 @@ fn decode_0f(code: &[u8], p: usize, va: u64, rep: bool, r_ext: u8, b_ext: u8, im
         0xA3 => done(modrm_at(p)?.end, Effect::None, Flow::Next),
         0xA4 | 0xAC | 0xBA => {
             let m = modrm_at(p)?;
-            let effect = if m.is_reg() && !(op == 0xBA && m.reg_field == 4) { Effect::Clobber(bit(m.rm)) } else { Effect::None };
+            let effect =
+                if m.is_reg() && !(op == 0xBA && m.reg_field == 4) { Effect::Clobber(bit(m.rm)) } else { Effect::None };
             done(m.end + 1, effect, Flow::Next)
         }
         0xA5 | 0xAD | 0xAB | 0xB3 | 0xBB => {
@@ -363,14 +364,19 @@ fn decode_0f(code: &[u8], p: usize, va: u64, rep: bool, r_ext: u8, b_ext: u8, im
             let op3 = *code.get(p)?;
             let m = modrm_at(p + 1)?;
             // movbe / crc32 write a GPR; the rest are SSE/AES with XMM destinations.
-            let effect = if matches!(op3, 0xF0 | 0xF1) && (rep || m.is_reg()) { Effect::Clobber(bit(m.reg)) } else { Effect::None };
+            let effect = if matches!(op3, 0xF0 | 0xF1) && (rep || m.is_reg()) {
+                Effect::Clobber(bit(m.reg))
+            } else {
+                Effect::None
+            };
             done(m.end, effect, Flow::Next)
         }
         0x3A => {
             let m = modrm_at(p + 1)?;
             let op3 = code[p];
             // pextr* write a GPR (or memory) through r/m.
-            let effect = if matches!(op3, 0x14..=0x17) && m.is_reg() { Effect::Clobber(bit(m.rm)) } else { Effect::None };
+            let effect =
+                if matches!(op3, 0x14..=0x17) && m.is_reg() { Effect::Clobber(bit(m.rm)) } else { Effect::None };
             done(m.end + 1, effect, Flow::Next)
         }
         _ => None,
@@ -557,7 +563,10 @@ fn backward_chain(region: &Code<'_>, end: u64) -> Vec<Effect> {
             let Some(s) = p.checked_sub(len as u64) else { continue };
             let Some(bytes) = region.from(s) else { continue };
             let Some(insn) = decode(bytes, s) else { continue };
-            if insn.len == len && insn.flow == Flow::Next && matches!(insn.effect, Effect::Set { .. } | Effect::Copy { .. }) {
+            if insn.len == len
+                && insn.flow == Flow::Next
+                && matches!(insn.effect, Effect::Set { .. } | Effect::Copy { .. })
+            {
                 out.push(insn.effect);
                 p = s;
                 continue 'outer;
@@ -578,9 +587,10 @@ pub(crate) struct Ref {
     pub target: u64,
 }
 
-/// Every `lea r64, [rip+disp32]` and `mov r32, imm32` / `mov r64, simm32` in `regions` whose
-/// value is one of `targets`. Stops after `limit` hits (a guard against pathological input).
-pub(crate) fn find_refs(regions: &[Code<'_>], targets: &[u64], limit: usize) -> Vec<Ref> {
+/// Every `lea r64, [rip+disp32]` in `regions` whose value is one of `targets`, and with
+/// `absolute` (position-dependent code, where addresses fit in 32 bits) every `mov r32, imm32`
+/// / `mov r64, simm32` of one. Stops after `limit` hits (a guard against pathological input).
+pub(crate) fn find_refs(regions: &[Code<'_>], targets: &[u64], absolute: bool, limit: usize) -> Vec<Ref> {
     let mut out = Vec::new();
     if targets.is_empty() {
         return out;
@@ -610,14 +620,18 @@ pub(crate) fn find_refs(regions: &[Code<'_>], targets: &[u64], limit: usize) -> 
             }
         }
         // Absolute 32-bit immediates (non-PIE code).
-        for &target in targets {
+        for &target in targets.iter().filter(|_| absolute) {
             let Ok(imm) = u32::try_from(target) else { continue };
             let needle = imm.to_le_bytes();
             for p in memmem::find_iter(bytes, &needle) {
                 let start = if p >= 1 && (0xB8..=0xBF).contains(&bytes[p - 1]) {
                     // mov r32, imm32, possibly with REX.B (41) for r8d–r15d.
                     if p >= 2 && bytes[p - 2] == 0x41 { p - 2 } else { p - 1 }
-                } else if p >= 3 && matches!(bytes[p - 3], 0x48 | 0x49) && bytes[p - 2] == 0xC7 && bytes[p - 1] & 0xF8 == 0xC0 {
+                } else if p >= 3
+                    && matches!(bytes[p - 3], 0x48 | 0x49)
+                    && bytes[p - 2] == 0xC7
+                    && bytes[p - 1] & 0xF8 == 0xC0
+                {
                     p - 3
                 } else {
                     continue;
@@ -634,51 +648,59 @@ pub(crate) fn find_refs(regions: &[Code<'_>], targets: &[u64], limit: usize) -> 
     out
 }
 
-/// Whether `code[from..to)` holds a direct `call`/`jmp rel32` to `target`.
+/// Whether `code[from..to)` holds a direct `call rel32`, `jmp rel32` or `jmp rel8` (a tail
+/// call) to `target`. Byte-level, not instruction-aligned: a false match needs the exact
+/// displacement, which is as unlikely as it sounds.
 pub(crate) fn has_direct_transfer(code: &Code<'_>, from: u64, to: u64, target: u64) -> bool {
     let Some(bytes) = code.from(from) else { return false };
     let len = (to.saturating_sub(from) as usize).min(bytes.len());
     let bytes = &bytes[..len];
-    for p in memchr::memchr2_iter(0xE8, 0xE9, bytes) {
-        if p + 5 > bytes.len() {
-            break;
-        }
-        let rel = i32::from_le_bytes([bytes[p + 1], bytes[p + 2], bytes[p + 3], bytes[p + 4]]);
-        let dest = from.wrapping_add(p as u64 + 5).wrapping_add(rel as i64 as u64);
-        if dest == target {
-            return true;
-        }
-    }
-    false
+    memchr::memchr3_iter(0xE8, 0xE9, 0xEB, bytes).any(|p| {
+        let (rel, end) = if bytes[p] == 0xEB {
+            match bytes.get(p + 1) {
+                Some(&b) => (b as i8 as i64, p + 2),
+                None => return false,
+            }
+        } else {
+            match bytes.get(p + 1..p + 5) {
+                Some(b) => (i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64, p + 5),
+                None => return false,
+            }
+        };
+        from.wrapping_add(end as u64).wrapping_add(rel as u64) == target
+    })
 }
 
-/// For each of `targets`, whether some direct `call rel32` in `regions` lands on it.
-pub(crate) fn direct_call_targets(regions: &[Code<'_>], targets: &[u64]) -> Vec<bool> {
-    let mut found = vec![false; targets.len()];
-    for region in regions {
-        let bytes = region.bytes;
-        for p in memchr::memchr_iter(0xE8, bytes) {
-            if p + 5 > bytes.len() {
-                break;
-            }
+/// For each of `targets`, whether a direct `call rel32` within `window` bytes of it (in its
+/// code region) lands on it.
+pub(crate) fn direct_call_targets(regions: &[Code<'_>], targets: &[u64], window: u64) -> Vec<bool> {
+    targets
+        .iter()
+        .map(|&target| {
+            let Some(code) = region_of(regions, target) else { return false };
+            let from = target.saturating_sub(window).max(code.vaddr);
+            let to = target.saturating_add(window);
+            has_call_to(code, from, to, target)
+        })
+        .collect()
+}
+
+fn has_call_to(code: &Code<'_>, from: u64, to: u64, target: u64) -> bool {
+    let Some(bytes) = code.from(from) else { return false };
+    let bytes = &bytes[..(to.saturating_sub(from) as usize).min(bytes.len())];
+    memchr::memchr_iter(0xE8, bytes).any(|p| {
+        p + 5 <= bytes.len() && {
             let rel = i32::from_le_bytes([bytes[p + 1], bytes[p + 2], bytes[p + 3], bytes[p + 4]]);
-            let dest = region.vaddr.wrapping_add(p as u64 + 5).wrapping_add(rel as i64 as u64);
-            if let Some(i) = targets.iter().position(|&t| t == dest) {
-                found[i] = true;
-            }
+            from.wrapping_add(p as u64 + 5).wrapping_add(rel as i64 as u64) == target
         }
-        if found.iter().all(|&f| f) {
-            break;
-        }
-    }
-    found
+    })
 }
 
 /// `push rbp; mov rbp, rsp`.
 pub(crate) const FRAME_PROLOGUE: [u8; 4] = [0x55, 0x48, 0x89, 0xE5];
 const ENDBR64: [u8; 4] = [0xF3, 0x0F, 0x1E, 0xFA];
 /// How far back from an address a function entry is looked for.
-const PROLOGUE_SCAN: u64 = 256 * 1024;
+const PROLOGUE_SCAN: u64 = 128 * 1024;
 
 /// The entry of the function containing `va`, found by scanning backwards for a frame-pointer
 /// prologue (with an optional `endbr64` before it). Only for code built with frame pointers.
@@ -698,7 +720,7 @@ pub(crate) fn prologue_entry(code: &Code<'_>, va: u64) -> Option<u64> {
     }
     let idx = (entry - code.vaddr) as usize;
     let after_padding = idx > 0 && matches!(code.bytes[idx - 1], 0xCC | 0xC3 | 0x90);
-    (entry % 16 == 0 || after_padding).then_some(entry)
+    (entry.is_multiple_of(16) || after_padding).then_some(entry)
 }
 
 /// A rough end for a function found by [`prologue_entry`]: the next prologue, or 64 KiB.
@@ -722,7 +744,10 @@ mod tests {
     #[test]
     fn decodes_argument_setup_instructions() {
         // mov ecx, 0x29e59d
-        assert_eq!(one(&[0xB9, 0x9D, 0xE5, 0x29, 0x00]), Insn { len: 5, effect: Effect::Set { dst: RCX, value: 0x29e59d }, flow: Flow::Next });
+        assert_eq!(
+            one(&[0xB9, 0x9D, 0xE5, 0x29, 0x00]),
+            Insn { len: 5, effect: Effect::Set { dst: RCX, value: 0x29e59d }, flow: Flow::Next }
+        );
         // mov r8d, 0x345
         assert_eq!(one(&[0x41, 0xB8, 0x45, 0x03, 0, 0]).effect, Effect::Set { dst: R8, value: 0x345 });
         // xor esi, esi
@@ -734,7 +759,10 @@ mod tests {
         // lea rdx, [rip+0x10] at 0x1000 -> 0x1017
         assert_eq!(one(&[0x48, 0x8D, 0x15, 0x10, 0, 0, 0]).effect, Effect::Set { dst: RDX, value: 0x1017 });
         // lea rdi, [rip-0x20]
-        assert_eq!(one(&[0x48, 0x8D, 0x3D, 0xE0, 0xFF, 0xFF, 0xFF]).effect, Effect::Set { dst: RDI, value: 0x1007 - 0x20 });
+        assert_eq!(
+            one(&[0x48, 0x8D, 0x3D, 0xE0, 0xFF, 0xFF, 0xFF]).effect,
+            Effect::Set { dst: RDI, value: 0x1007 - 0x20 }
+        );
         // mov rcx, -1 (48 C7 C1 imm32, sign-extended)
         assert_eq!(one(&[0x48, 0xC7, 0xC1, 0xFF, 0xFF, 0xFF, 0xFF]).effect, Effect::Set { dst: RCX, value: u64::MAX });
         // movabs rax, imm64
@@ -744,7 +772,10 @@ mod tests {
         // jmp rel8 backwards
         assert_eq!(one(&[0xEB, 0xFE]).flow, Flow::Jump(Some(0x1000)));
         // mov dword [rsp+8], 0xBF (C7 44 24 08 imm32)
-        assert_eq!(one(&[0xC7, 0x44, 0x24, 0x08, 0xBF, 0, 0, 0]), Insn { len: 8, effect: Effect::None, flow: Flow::Next });
+        assert_eq!(
+            one(&[0xC7, 0x44, 0x24, 0x08, 0xBF, 0, 0, 0]),
+            Insn { len: 8, effect: Effect::None, flow: Flow::Next }
+        );
         // mov rax, [rip+disp] is a load, not an address
         assert_eq!(one(&[0x48, 0x8B, 0x05, 0, 0, 0, 0]).effect, Effect::Clobber(1 << RAX));
         // endbr64
@@ -783,14 +814,14 @@ mod tests {
         // The same with the argument set-up before the reference and the file address moved
         // through another register (lea rax, [rip+...]; mov rcx, rax).
         let site: Vec<u8> = [
-            &[0xBF, 0x10, 0, 0, 0][..],           // mov edi, 16
-            &[0xBA, 0xE2, 0, 0, 0],               // mov edx, 226
+            &[0xBF, 0x10, 0, 0, 0][..],            // mov edi, 16
+            &[0xBA, 0xE2, 0, 0, 0],                // mov edx, 226
             &[0x48, 0x8D, 0x05, 0x00, 0x10, 0, 0], // lea rax, [rip+0x1000]
-            &[0x48, 0x89, 0xC1],                  // mov rcx, rax
-            &[0x41, 0xB8, 0x45, 0x03, 0, 0],      // mov r8d, 837
-            &[0xEB, 0x02],                        // jmp +2
+            &[0x48, 0x89, 0xC1],                   // mov rcx, rax
+            &[0x41, 0xB8, 0x45, 0x03, 0, 0],       // mov r8d, 837
+            &[0xEB, 0x02],                         // jmp +2
             &[0xCC, 0xCC],
-            &[0xE8, 0, 0, 0, 0],                  // call
+            &[0xE8, 0, 0, 0, 0], // call
         ]
         .concat();
         let code = [Code { vaddr: 0x4000, bytes: &site }];
@@ -823,10 +854,11 @@ mod tests {
         // the same value as a plain data word (not an instruction): ignored
         bytes[0x38..0x3C].copy_from_slice(&[0x17, 0x11, 0x00, 0x00]);
         let code = [Code { vaddr: 0x1000, bytes: &bytes }];
-        let refs = find_refs(&code, &[0x1117], 100);
+        let refs = find_refs(&code, &[0x1117], true, 100);
         assert_eq!(refs.iter().map(|r| r.va).collect::<Vec<_>>(), vec![0x1010, 0x1020, 0x1030]);
-        assert!(find_refs(&code, &[0x2222], 100).is_empty());
-        assert_eq!(find_refs(&code, &[0x1117], 1).len(), 1);
+        assert!(find_refs(&code, &[0x2222], true, 100).is_empty());
+        assert_eq!(find_refs(&code, &[0x1117], false, 100).len(), 1, "position-independent: lea only");
+        assert_eq!(find_refs(&code, &[0x1117], true, 1).len(), 1);
     }
 
     #[test]
@@ -850,7 +882,7 @@ mod tests {
 
     #[test]
     fn direct_transfers() {
-        let mut bytes = vec![0x90u8; 32];
+        let mut bytes = vec![0x90u8; 0x200];
         // call 0x1100 at 0x1004: rel = 0x1100 - 0x1009
         let rel = (0x1100i64 - 0x1009) as i32;
         bytes[4] = 0xE8;
@@ -858,6 +890,13 @@ mod tests {
         let code = Code { vaddr: 0x1000, bytes: &bytes };
         assert!(has_direct_transfer(&code, 0x1000, 0x1020, 0x1100));
         assert!(!has_direct_transfer(&code, 0x1000, 0x1008, 0x1100));
-        assert_eq!(direct_call_targets(&[code], &[0x1100, 0x1200]), vec![true, false]);
+        // jmp rel8 (a tail call) back to 0x1000 from 0x1010
+        let mut bytes = bytes.clone();
+        bytes[0x10] = 0xEB;
+        bytes[0x11] = (0x1000i64 - 0x1012) as i8 as u8;
+        let code = Code { vaddr: 0x1000, bytes: &bytes };
+        assert!(has_direct_transfer(&code, 0x1008, 0x1020, 0x1000));
+        assert_eq!(direct_call_targets(&[code], &[0x1100, 0x1200], 1 << 20), vec![true, false]);
+        assert_eq!(direct_call_targets(&[code], &[0x1100], 0x10), vec![false], "caller outside the window");
     }
 }
