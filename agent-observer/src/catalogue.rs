@@ -222,30 +222,8 @@ impl Glob {
     }
 
     fn matches(&self, text: &str) -> bool {
-        glob_match(self.pattern.as_bytes(), text.as_bytes())
+        crate::text::glob_match(self.pattern.as_bytes(), text.as_bytes())
     }
-}
-
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    // Iterative matcher with single-star backtracking: linear in practice, no recursion.
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -330,16 +308,6 @@ mod tests {
         assert!(m.candidate_comms().1, "a comm glob needs every exec");
     }
 
-    #[test]
-    fn globs() {
-        assert!(glob_match(b"*", b""));
-        assert!(glob_match(b"a*c", b"abbbc"));
-        assert!(glob_match(b"a?c", b"abc"));
-        assert!(!glob_match(b"a?c", b"ac"));
-        assert!(glob_match(b"*.js", b"x/y.js"));
-        assert!(!glob_match(b"*.js", b"x/y.jsx"));
-        assert!(glob_match(b"**a*b*", b"xxaxxbxx"));
-    }
 
     #[test]
     fn comm_truncation_respects_utf8() {

@@ -266,19 +266,11 @@ impl Daemon {
         let scanned = procscan::scan(&clock);
         self.correlator.adopt(&scanned, std::process::id(), &mut self.outputs);
         self.apply();
-        // Children forked between the scan and tracking their parent were missed by both.
-        let mut again = Vec::new();
-        for p in procscan::scan(&clock) {
-            if !self.correlator.is_tracked(p.tgid) && self.correlator.is_tracked(p.ppid) {
-                again.push(p);
-            }
-        }
-        if !again.is_empty() {
-            let mut all = procscan::scan(&clock);
-            all.retain(|p| p.tgid != std::process::id());
-            self.correlator.adopt(&all, std::process::id(), &mut self.outputs);
-            self.apply();
-        }
+        // Children forked between the scan and tracking their parent were missed by both:
+        // the kernel tracks new forks only once the parent is tracked.
+        let scanned = procscan::scan(&clock);
+        self.correlator.adopt(&scanned, std::process::id(), &mut self.outputs);
+        self.apply();
     }
 
     fn start_watched(&mut self, target: &WatchTarget) -> anyhow::Result<HeldChild> {

@@ -68,9 +68,43 @@ pub fn normalize(path: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Shell-style matching of `text` against `pattern` with `*` (any run) and `?` (any byte).
+/// Iterative, with single-star backtracking: linear in practice, no recursion.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"*", b""));
+        assert!(glob_match(b"a*c", b"abbbc"));
+        assert!(glob_match(b"a?c", b"abc"));
+        assert!(!glob_match(b"a?c", b"ac"));
+        assert!(glob_match(b"*.js", b"x/y.js"));
+        assert!(!glob_match(b"*.js", b"x/y.jsx"));
+        assert!(glob_match(b"**a*b*", b"xxaxxbxx"));
+    }
 
     #[test]
     fn invalid_utf8_is_escaped_not_dropped() {

@@ -90,6 +90,29 @@ struct Episode {
     closed_at: Option<(UnixNanos, u64)>,
 }
 
+impl Episode {
+    /// An episode with nothing written yet (flags unknown: an inherited fd).
+    fn new(session: SessionId, parent: SpanId, depth: u32, pid: u32, path: KernelPath, handle: FileHandle, start: UnixNanos) -> Episode {
+        Episode {
+            session,
+            parent,
+            depth,
+            pid,
+            path,
+            handle,
+            flags: None,
+            created: false,
+            start,
+            first_write: None,
+            bytes: 0,
+            writes: 0,
+            truncated_to: None,
+            mmapped: false,
+            closed_at: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct PendingHash {
     span: Span,
@@ -199,47 +222,19 @@ impl Correlator {
             // The same struct file reused: the kernel freed the old one, so it was closed.
             self.finish_episode(stale, o.ts, None, false);
         }
-        self.files.episodes.insert(
-            key,
-            Episode {
-                session,
-                parent,
-                depth,
-                pid: o.tgid,
-                path: o.path,
-                handle: o.handle,
-                flags: Some(o.flags),
-                created: o.created,
-                start: o.ts,
-                first_write: None,
-                bytes: 0,
-                writes: 0,
-                truncated_to: None,
-                mmapped: false,
-                closed_at: None,
-            },
-        );
+        let mut episode = Episode::new(session, parent, depth, o.tgid, o.path, o.handle, o.ts);
+        episode.flags = Some(o.flags);
+        episode.created = o.created;
+        self.files.episodes.insert(key, episode);
     }
 
     pub(super) fn on_write_start(&mut self, w: FileWriteStart) {
         let Some((parent, depth, session)) = self.attribution(w.tgid) else { return };
-        let episode = self.files.episodes.entry((w.tgid, w.handle.file)).or_insert_with(|| Episode {
-            session,
-            parent,
-            depth,
-            pid: w.tgid,
-            path: w.path.clone(),
-            handle: w.handle,
-            flags: None,
-            created: false,
-            start: w.ts,
-            first_write: None,
-            bytes: 0,
-            writes: 0,
-            truncated_to: None,
-            mmapped: false,
-            closed_at: None,
-        });
+        let episode = self
+            .files
+            .episodes
+            .entry((w.tgid, w.handle.file))
+            .or_insert_with(|| Episode::new(session, parent, depth, w.tgid, w.path.clone(), w.handle, w.ts));
         if episode.first_write.is_none() {
             // Attribute to the image that writes: `cmd > f` opens in the shell's fork and
             // writes after the exec.

@@ -392,13 +392,6 @@ impl Correlator {
     /// Adopts agents that were already running at start-up, with their descendants.
     pub fn adopt(&mut self, scanned: &[ScannedProcess], self_tgid: u32, out: &mut Vec<Output>) {
         let by_pid: HashMap<u32, &ScannedProcess> = scanned.iter().map(|p| (p.tgid, p)).collect();
-        let mut children: HashMap<u32, Vec<&ScannedProcess>> = HashMap::new();
-        for p in scanned {
-            children.entry(p.ppid).or_default().push(p);
-        }
-        for list in children.values_mut() {
-            list.sort_by_key(|p| (p.start, p.tgid));
-        }
         let mut roots: Vec<(&ScannedProcess, String)> = Vec::new();
         for p in scanned {
             if p.tgid == self_tgid || self.processes.contains(p.tgid) {
@@ -425,15 +418,20 @@ impl Correlator {
             let mut image = scanned_image(root);
             image.parent = root.ppid;
             self.start_session(image, agent, Discovery::Procfs, root.start, out);
-            let mut stack: Vec<u32> = vec![root.tgid];
-            while let Some(tgid) = stack.pop() {
-                for child in children.get(&tgid).map(Vec::as_slice).unwrap_or(&[]) {
-                    if child.tgid == self_tgid || self.processes.contains(child.tgid) {
-                        continue;
-                    }
-                    self.adopt_child(child, out);
-                    stack.push(child.tgid);
+        }
+        // Descendants of every session, new or not (a child forked after an earlier scan):
+        // in start order, so parents come first.
+        let mut rest: Vec<&ScannedProcess> = scanned.iter().filter(|p| p.tgid != self_tgid).collect();
+        rest.sort_by_key(|p| (p.start, p.tgid));
+        loop {
+            let before = self.processes.len();
+            for p in &rest {
+                if !self.processes.contains(p.tgid) && self.processes.contains(p.ppid) {
+                    self.adopt_child(p, out);
                 }
+            }
+            if self.processes.len() == before {
+                break;
             }
         }
     }

@@ -52,12 +52,17 @@ pub(super) struct NetState {
     gone: HashMap<u32, UnixNanos>,
 }
 
-struct PendingConn {
+/// A connection that ended, with what is known of its end.
+struct Closed {
     sk: u64,
     conn: Connection,
     end: UnixNanos,
     counters: Option<crate::intake::SockCounters>,
     incomplete: bool,
+}
+
+struct PendingConn {
+    closed: Closed,
     due: UnixNanos,
 }
 
@@ -95,7 +100,7 @@ impl Correlator {
         };
         if let Some(stale) = self.net.conns.insert(o.sk, conn) {
             // The same struct sock again: the kernel freed it, so the old one closed unseen.
-            self.finish_conn(o.sk, stale, o.ts, None, true, out);
+            self.finish_conn(Closed { sk: o.sk, conn: stale, end: o.ts, counters: None, incomplete: true }, out);
         }
     }
 
@@ -143,8 +148,7 @@ impl Correlator {
 
     pub(super) fn on_sock_close(&mut self, c: SockClose, out: &mut Vec<Output>) {
         let Some(conn) = self.net.conns.remove(&c.sk) else { return };
-        let counters = c.counters;
-        self.finish_conn(c.sk, conn, c.ts, Some(counters), false, out);
+        self.finish_conn(Closed { sk: c.sk, conn, end: c.ts, counters: Some(c.counters), incomplete: false }, out);
     }
 
     /// Notes a process is gone; its TLS facts are forgotten once nothing pending needs them.
@@ -158,9 +162,9 @@ impl Correlator {
             std::mem::take(&mut self.net.pending).into_iter().partition(|p| p.due <= now);
         self.net.pending = keep;
         for p in due {
-            self.emit_conn(p.sk, p.conn, p.end, p.counters, p.incomplete, out);
+            self.emit_conn(p.closed, out);
         }
-        let waiting: std::collections::HashSet<u32> = self.net.pending.iter().map(|p| p.conn.tgid).collect();
+        let waiting: std::collections::HashSet<u32> = self.net.pending.iter().map(|p| p.closed.conn.tgid).collect();
         let forget: Vec<u32> = self
             .net
             .gone
@@ -201,32 +205,19 @@ impl Correlator {
         self.net.tls.iter().filter(|((t, _), o)| *t == tgid && o.sk == Some(sk)).map(|(_, o)| o.bytes).sum()
     }
 
-    fn finish_conn(
-        &mut self,
-        sk: u64,
-        conn: Connection,
-        end: UnixNanos,
-        counters: Option<crate::intake::SockCounters>,
-        incomplete: bool,
-        out: &mut Vec<Output>,
-    ) {
-        let tls = conn.tls == Some(true) || counters.is_some_and(|c| c.tls);
-        if tls && !incomplete && self.captured_bytes(conn.tgid, sk) == 0 {
-            self.net.pending.push(PendingConn { sk, conn, end, counters, incomplete, due: end + GAP_GRACE_NS });
+    /// Emits the connection's span, or holds it while a TLS gap's reason may still change.
+    fn finish_conn(&mut self, closed: Closed, out: &mut Vec<Output>) {
+        let tls = closed.conn.tls == Some(true) || closed.counters.is_some_and(|c| c.tls);
+        if tls && !closed.incomplete && self.captured_bytes(closed.conn.tgid, closed.sk) == 0 {
+            let due = closed.end + GAP_GRACE_NS;
+            self.net.pending.push(PendingConn { closed, due });
             return;
         }
-        self.emit_conn(sk, conn, end, counters, incomplete, out);
+        self.emit_conn(closed, out);
     }
 
-    fn emit_conn(
-        &mut self,
-        sk: u64,
-        conn: Connection,
-        end: UnixNanos,
-        counters: Option<crate::intake::SockCounters>,
-        incomplete: bool,
-        out: &mut Vec<Output>,
-    ) {
+    fn emit_conn(&mut self, closed: Closed, out: &mut Vec<Output>) {
+        let Closed { sk, conn, end, counters, incomplete } = closed;
         let server = conn.hello.as_ref().and_then(|h| h.server_name.clone());
         let host = server.clone().unwrap_or_else(|| conn.remote.ip().to_string());
         let mut span = Span {
@@ -302,12 +293,12 @@ impl Correlator {
     /// Ends every open connection at `now` and decides every pending one (daemon shutdown).
     pub(super) fn flush_net(&mut self, now: UnixNanos, out: &mut Vec<Output>) {
         for p in std::mem::take(&mut self.net.pending) {
-            self.emit_conn(p.sk, p.conn, p.end, p.counters, p.incomplete, out);
+            self.emit_conn(p.closed, out);
         }
         let mut conns: Vec<(u64, Connection)> = self.net.conns.drain().collect();
         conns.sort_by_key(|(_, c)| c.opened);
         for (sk, conn) in conns {
-            self.emit_conn(sk, conn, now, None, true, out);
+            self.emit_conn(Closed { sk, conn, end: now, counters: None, incomplete: true }, out);
         }
     }
 

@@ -59,28 +59,7 @@ impl Noise {
 fn under(pattern: &[u8], path: &[u8]) -> bool {
     let pat: Vec<&[u8]> = pattern.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
     let mut comps = path.split(|&b| b == b'/').filter(|c| !c.is_empty());
-    pat.iter().all(|p| comps.next().is_some_and(|c| glob(p, c)))
-}
-
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
+    pat.iter().all(|p| comps.next().is_some_and(|c| crate::text::glob_match(p, c)))
 }
 
 /// Reads `/etc/passwd`-format text into uid → home.

@@ -279,6 +279,16 @@ fn running_agents_are_adopted_with_their_descendants() {
     c.handle(exit(13, 10, 0), &mut out);
     let sleep = by_name(&ended(&out), "exec sleep").clone();
     assert_eq!(sleep.start, 5);
+
+    // A later scan finds a child forked meanwhile, under an existing session.
+    let mut later: Vec<ScannedProcess> = scanned.iter().filter(|s| s.tgid != 13).cloned().collect();
+    later.push(p(14, 11, 7, "/bin/cat", &["cat"]));
+    let mut out = Vec::new();
+    c.adopt(&later, 999, &mut out);
+    assert!(c.is_tracked(14));
+    assert_eq!(out.iter().filter(|o| matches!(o, Output::SessionStarted { .. })).count(), 0);
+    let cat = out.iter().find_map(|o| if let Output::SpanStarted { span, .. } = o { Some(span.clone()) } else { None }).unwrap();
+    assert_eq!(cat.name, "exec cat");
 }
 
 mod files {
