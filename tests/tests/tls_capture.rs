@@ -401,42 +401,55 @@ fn claude_code_native_and_gemini_cli_requests_are_captured() {
 #[test]
 fn gnutls_is_probed_by_symbol_when_a_session_maps_it() {
     let _k = kernel_lock();
+    let dump_dir = tempfile::tempdir().unwrap();
+    let daemon = agent_observer_tests::daemon::Daemon::start(&["--dump-streams", dump_dir.path().to_str().unwrap()]);
     let ns = Netns::new();
     let ca = TestCa::create();
     let server = Server::tls(&ca, &ns);
     let request = "GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    let input = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(input.path(), request).unwrap();
-    let port = server.port.to_string();
     let dir = tempfile::tempdir().unwrap();
-    let spans = dir.path().join("spans.json");
-    let streams = dir.path().join("streams");
-    // Run twice in one session: libgnutls is not probed until a session maps it, and the first
-    // client may talk before the probes are in (then it must say so); the second cannot.
-    let once = format!("gnutls-cli --logfile=/dev/null --x509cafile {} -p {port} localhost < {}", ca.ca.display(), input.path().display());
-    let shell = format!("{once} && sleep 0.2 && {once}");
-    let mut c = ns.command(bin());
-    c.arg("watch").arg("--dump-streams").arg(&streams).arg("--output-file").arg(&spans).args(["--", "sh", "-c", &shell]);
-    let out = run_with_timeout(&mut c, TIMEOUT, "watch gnutls-cli");
-    assert!(out.status.success(), "{}", tls::tail(&out.stderr));
+    let input = dir.path().join("request.txt");
+    std::fs::write(&input, request).unwrap();
+    // An agent-named script: the daemon tracks it. libgnutls is not probed until a session maps
+    // it, so the first client may talk before the probes are in (and must then say so).
+    let agent = dir.path().join("claude");
+    agent_observer_tests::script(
+        &agent,
+        &format!("exec gnutls-cli --logfile=/dev/null --x509cafile {} -p {} localhost < {}", ca.ca.display(), server.port, input.display()),
+    );
+    let run = |what: &str| {
+        let out = run_with_timeout(&mut ns.command(&agent), TIMEOUT, what);
+        assert!(out.status.success(), "{what}: {}", tls::tail(&out.stderr));
+    };
+    run("first gnutls-cli");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !daemon.log().contains("libgnutls") {
+        assert!(std::time::Instant::now() < deadline, "libgnutls never probed:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run("second gnutls-cli");
     server.wait_path("/hello", 2);
-    let cap = Captured { out, spans: read_spans(&spans), streams: dump::read(&streams), _dir: dir };
-    let gnutls: Vec<&Stream> = cap.streams.iter().filter(|s| s.kind == "tls" && s.library == 3).collect();
+    let stopped = daemon.stop();
+    let streams = dump::read(dump_dir.path());
+    let gnutls: Vec<&Stream> = streams.iter().filter(|s| s.kind == "tls" && s.library == 3).collect();
     let sent: Vec<&&Stream> = gnutls.iter().filter(|s| s.direction == "send").collect();
-    assert!(!sent.is_empty(), "no GnuTLS plaintext: {:#?}", cap.streams);
+    assert!(!sent.is_empty(), "no GnuTLS plaintext: {streams:#?}");
     assert!(sent.iter().all(|s| s.bytes == request.as_bytes()), "exact request bytes");
     assert!(gnutls.iter().any(|s| s.direction == "recv" && String::from_utf8_lossy(&s.bytes).contains(HELLO)));
-    let mut conns: Vec<&SpanRec> = cap.connections().into_iter().filter(|s| s.int("server.port") == Some(server.port as i64)).collect();
+    let mut conns: Vec<&SpanRec> = stopped
+        .spans
+        .iter()
+        .filter(|s| s.name.starts_with("connection ") && s.int("server.port") == Some(server.port as i64))
+        .collect();
     conns.sort_by_key(|s| s.start);
-    assert_eq!(conns.len(), 2);
-    for conn in &conns {
-        match conn.str("agent_observer.tls.plaintext") {
-            Some("captured") => assert_eq!(conn.str("agent_observer.tls.library"), Some("gnutls")),
-            other => {
-                assert_eq!(other, Some("missing"));
-                assert_eq!(conn.str("agent_observer.tls.gap_reason"), Some("probe-attached-late"), "{conn:#?}");
-            }
+    assert_eq!(conns.len(), 2, "{conns:#?}");
+    match conns[0].str("agent_observer.tls.plaintext") {
+        Some("captured") => {}
+        other => {
+            assert_eq!(other, Some("missing"));
+            assert_eq!(conns[0].str("agent_observer.tls.gap_reason"), Some("probe-attached-late"), "{:#?}", conns[0]);
         }
     }
     assert_eq!(conns[1].str("agent_observer.tls.plaintext"), Some("captured"), "the second client is probed");
+    assert_eq!(conns[1].str("agent_observer.tls.library"), Some("gnutls"));
 }
